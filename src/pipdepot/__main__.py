@@ -1,0 +1,7 @@
+"""``python -m pipdepot``."""
+
+from __future__ import annotations
+
+from pipdepot.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The core: pure models and the primitives operations are built from."""

@@ -1,0 +1,161 @@
+"""The journal of an injected build root: what was created, replaced and mounted.
+
+It lives in the root itself, at ``/.pipdepot``, so it travels with the root and
+its presence alone says "injected". Each step is recorded *before* it is
+taken, and the journal is replaced atomically, so after a crash at any moment
+the journal describes at least what was done, and undoing a recorded step that
+never happened is a no-op. Backups of replaced files and staged new files live
+beside it, on the root's own filesystem, so putting a file back is a rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+from pipdepot.errors import BuildRootError
+
+__all__ = ["JOURNAL_DIR", "Entry", "Journal", "Owner"]
+
+#: The journal's directory, relative to the build root.
+JOURNAL_DIR = ".pipdepot"
+_FORMAT = 1
+
+Op = Literal["mkdir", "create", "replace", "mount"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One step taken in the root; ``path`` is inside the root."""
+
+    op: Op
+    path: str
+    backup: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """The process that holds the root injected: pid plus start time, so a reused pid is not it."""
+
+    pid: int
+    start: str
+
+    @classmethod
+    def current(cls) -> Owner:
+        """This process."""
+        return cls(os.getpid(), _start_time(os.getpid()))
+
+    def alive(self) -> bool:
+        """Whether that very process still runs."""
+        return self.pid != os.getpid() and _start_time(self.pid) == self.start != ""
+
+
+class Journal:
+    """The append-only record of one injection, saved atomically after each append."""
+
+    def __init__(self, directory: Path, entries: list[Entry], owner: Owner) -> None:
+        self.directory = directory
+        self.entries = entries
+        self.owner = owner
+
+    @classmethod
+    def begin(cls, root: Path) -> Journal:
+        """Start the journal of ``root``; creating its directory is the lock.
+
+        :raises BuildRootError: the root is already injected.
+        """
+        directory = root / JOURNAL_DIR
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            raise BuildRootError(
+                f"{root} is already injected (its journal {directory} exists)",
+                hint=f"run `pipdepot restore {root}` first",
+            ) from None
+        (directory / "backup").mkdir(mode=0o700)
+        (directory / "staging").mkdir(mode=0o700)
+        journal = cls(directory, [], Owner.current())
+        journal._save()
+        return journal
+
+    @classmethod
+    def load(cls, root: Path) -> Journal | None:
+        """The journal of ``root``, or ``None`` when the root is not injected.
+
+        :raises BuildRootError: the journal cannot be read.
+        """
+        directory = root / JOURNAL_DIR
+        if not directory.is_dir():
+            return None
+        path = directory / "journal.json"
+        if not path.exists():  # killed between creating the directory and the first save
+            return cls(directory, [], Owner(0, ""))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            entries = [Entry(**item) for item in data["entries"]]
+            owner = Owner(int(data["owner"]["pid"]), str(data["owner"]["start"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BuildRootError(f"cannot read the journal {path}: {exc}") from exc
+        return cls(directory, entries, owner)
+
+    def record(self, entry: Entry) -> None:
+        """Append ``entry`` and save, before the step it describes is taken."""
+        self.entries.append(entry)
+        self._save()
+
+    def backup_path(self, name: str) -> Path:
+        """Where a replaced file is kept, by the name its entry records."""
+        return self.directory / "backup" / name
+
+    def new_backup_name(self) -> str:
+        """A fresh backup name."""
+        return str(sum(1 for entry in self.entries if entry.op == "replace"))
+
+    def staging_path(self) -> Path:
+        """A private place to write a new file completely before renaming it into place."""
+        return self.directory / "staging" / str(len(self.entries))
+
+    def remove(self) -> None:
+        """Delete the journal, once every entry has been undone."""
+        shutil.rmtree(self.directory)
+
+    def _save(self) -> None:
+        path = self.directory / "journal.json"
+        temporary = path.with_suffix(".tmp")
+        data = {
+            "format": _FORMAT,
+            "owner": asdict(self.owner),
+            "entries": [{k: v for k, v in asdict(e).items() if v is not None} for e in self.entries],
+        }
+        with temporary.open("w", encoding="utf-8") as stream:
+            json.dump(data, stream, indent=1)
+            stream.flush()
+            os.fsync(stream.fileno())
+        temporary.replace(path)
+        _fsync_dir(self.directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _start_time(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return ""
+    # Field 22 (starttime) counts after the command name, which may hold spaces.
+    return cast("str", stat.rsplit(")", 1)[1].split()[19])

@@ -1,0 +1,38 @@
+"""The errors pipdepot reports to its user.
+
+Every error the user can cause derives from :class:`PipdepotError`, so the CLI
+catches one type at its boundary and prints one line; anything else is a bug
+and keeps its traceback::
+
+    PipdepotError
+    ├── ConfigError        bad flag, variable or config-file value
+    └── BuildRootError     a build root that cannot be injected or restored
+"""
+
+from __future__ import annotations
+
+__all__ = ["BuildRootError", "ConfigError", "PipdepotError"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class PipdepotError(Exception):
+    """An error with a one-line message and an optional hint for the user."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(PipdepotError):
+    """A setting has a value pipdepot cannot use; the message names its source."""
+
+
+class BuildRootError(PipdepotError):
+    """A build root cannot be changed or put back as asked."""

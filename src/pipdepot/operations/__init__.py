@@ -1,0 +1,1 @@
+"""Operations: one module per command, built from core pieces, given Settings."""

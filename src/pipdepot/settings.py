@@ -1,0 +1,369 @@
+"""Settings: flags, ``PIPDEPOT_*`` variables, the element's ``DIB_*`` variables, a file.
+
+:func:`load_settings` is the one place where sources are merged, highest
+first: command-line flags, ``PIPDEPOT_*`` variables, diskimage-builder's
+``DIB_*`` variables (with the ``pypi`` element's meaning), the TOML config
+file, defaults. It reads nothing but the mapping and the file it is given, and
+every value it returns names its source, so ``pipdepot plan`` can say why.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar, cast, get_args
+
+from pipdepot.core.buildroot import INDEX_ENV_VARS
+from pipdepot.core.plan import PlanInputs, Sourced, UvIndexStrategy
+from pipdepot.core.urls import validate_index_url
+from pipdepot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = ["PlanFlags", "Settings", "load_settings"]
+
+T = TypeVar("T")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_DIB_URL = re.compile(r"(DIB_)?PYPI_MIRROR_URL(?:_(\d+))?")
+_CONFIG_KEYS = frozenset(
+    {
+        "mirror-urls",
+        "offline",
+        "no-pypi",
+        "public-index",
+        "retries",
+        "timeout",
+        "trusted-hosts",
+        "mirror-dir",
+        "uv-index-strategy",
+    }
+)
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@dataclass(frozen=True, slots=True)
+class PlanFlags:
+    """Command-line values as typed; ``None`` or empty means the flag was not given."""
+
+    mirror_urls: tuple[str, ...] = ()
+    offline: bool | None = None
+    no_pypi: bool | None = None
+    public_index: str | None = None
+    retries: str | None = None
+    timeout: str | None = None
+    trusted_hosts: tuple[str, ...] = ()
+    mirror_dir: str | None = None
+    uv_index_strategy: str | None = None
+    config: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything an operation needs to know, parsed once."""
+
+    plan: PlanInputs
+    config_file: Path | None
+    #: ``PIP_*``/``UV_*`` variables set in this process's environment that choose
+    #: indexes; a build tool that passes its environment into the root would let
+    #: them win over the files pipdepot writes.
+    host_index_env: tuple[str, ...]
+
+
+def load_settings(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
+    """Merge every source into :class:`Settings`.
+
+    :raises ConfigError: a value is unusable; the message names the flag,
+        variable or file it came from, and nothing has been written.
+    """
+    try:
+        return _load(flags, environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _load(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
+    env = {k: v for k, v in environ.items() if v != ""}
+    config_file, config = _read_config(flags.config, env)
+    where = f"config file {config_file}"
+    notes = [
+        f"{name} is empty and ignored"
+        for name in sorted(environ)
+        if environ[name] == "" and _DIB_URL.fullmatch(name)
+    ]
+    mirror_urls = _mirror_urls(flags, env, config, where, notes)
+    offline = _first(
+        _flag("--offline/--online", flags.offline),
+        _env_bool(env, "PIPDEPOT_OFFLINE"),
+        _dib_flag(env, "DIB_OFFLINE", notes),
+        _config(config, "offline", where, _as_bool),
+        default=False,
+    )
+    no_pypi = _first(
+        _flag("--no-pypi/--pypi", flags.no_pypi),
+        _env_bool(env, "PIPDEPOT_NO_PYPI"),
+        _dib_flag(env, "DIB_NO_PYPI_PIP", notes),
+        _config(config, "no-pypi", where, _as_bool),
+        default=False,
+    )
+    public_index = _first(
+        _flag("--public-index", flags.public_index),
+        _env(env, "PIPDEPOT_PUBLIC_INDEX"),
+        _config(config, "public-index", where, _as_str),
+        default=_public_index_default(),
+    )
+    validate_index_url(public_index.value, source=public_index.source)
+    retries: Sourced[int | None] = _first(
+        _flag("--retries", flags.retries),
+        _env(env, "PIPDEPOT_RETRIES"),
+        _env(env, "DIB_PIP_RETRIES"),
+        _config(config, "retries", where, _as_str),
+        default=None,
+    )
+    timeout: Sourced[float | None] = _first(
+        _flag("--timeout", flags.timeout),
+        _env(env, "PIPDEPOT_TIMEOUT"),
+        _env(env, "DIB_PIP_TIMEOUT"),
+        _config(config, "timeout", where, _as_str),
+        default=None,
+    )
+    trusted = _first(
+        _flag("--trusted-host", flags.trusted_hosts or None),
+        _env_list(env, "PIPDEPOT_TRUSTED_HOSTS"),
+        _env_list(env, "DIB_PYPI_TRUSTED_HOST"),
+        _config(config, "trusted-hosts", where, _as_str_tuple),
+        default=(),
+    )
+    mirror_dir = _first(
+        _flag("--mirror-dir", flags.mirror_dir),
+        _env(env, "PIPDEPOT_MIRROR_DIR"),
+        _dib_mirror_dir(env),
+        _config(config, "mirror-dir", where, _as_str),
+        default=str(_image_cache(env) / "pypi" / "mirror"),
+    )
+    strategy = _first(
+        _flag("--uv-index-strategy", flags.uv_index_strategy),
+        _env(env, "PIPDEPOT_UV_INDEX_STRATEGY"),
+        _config(config, "uv-index-strategy", where, _as_str),
+        default="first-index",
+    )
+    inputs = PlanInputs(
+        mirror_urls=mirror_urls,
+        offline=offline,
+        no_pypi=no_pypi,
+        public_index=public_index,
+        retries=_parse(retries, _as_retries),
+        timeout=_parse(timeout, _as_timeout),
+        trusted_hosts=trusted,
+        mirror_dir=Sourced(Path(mirror_dir.value).expanduser(), mirror_dir.source),
+        uv_index_strategy=_parse(strategy, _as_strategy),
+        notes=tuple(notes),
+    )
+    host_env = tuple(name for name in INDEX_ENV_VARS if name in env)
+    return Settings(plan=inputs, config_file=config_file, host_index_env=host_env)
+
+
+# -- sources ---------------------------------------------------------------
+
+
+def _first(*candidates: Sourced[T] | None, default: T) -> Sourced[T]:
+    for candidate in candidates:
+        if candidate is not None:
+            return candidate
+    return Sourced(default, "default")
+
+
+def _flag(name: str, value: T | None) -> Sourced[T] | None:
+    return None if value is None else Sourced(value, f"flag {name}")
+
+
+def _env(env: Mapping[str, str], name: str) -> Sourced[str] | None:
+    return Sourced(env[name], name) if name in env else None
+
+
+def _env_bool(env: Mapping[str, str], name: str) -> Sourced[bool] | None:
+    return Sourced(_as_bool(env[name], name), name) if name in env else None
+
+
+def _env_list(env: Mapping[str, str], name: str) -> Sourced[tuple[str, ...]] | None:
+    return Sourced(tuple(env[name].split()), name) if name in env else None
+
+
+def _dib_flag(env: Mapping[str, str], name: str, notes: list[str]) -> Sourced[bool] | None:
+    """diskimage-builder's rule: any non-empty value is true, even ``0``."""
+    if name not in env:
+        return None
+    if env[name].strip().lower() in _FALSE:
+        notes.append(
+            f"{name}={env[name]!r} counts as set, as in diskimage-builder (any non-empty value); "
+            f"use the pipdepot flag or variable to say otherwise"
+        )
+    return Sourced(True, name)  # noqa: FBT003
+
+
+def _dib_mirror_dir(env: Mapping[str, str]) -> Sourced[str] | None:
+    if "DIB_IMAGE_CACHE" not in env:
+        return None
+    return Sourced(str(Path(env["DIB_IMAGE_CACHE"]) / "pypi" / "mirror"), "DIB_IMAGE_CACHE")
+
+
+def _image_cache(env: Mapping[str, str]) -> Path:
+    """diskimage-builder's default ``DIB_IMAGE_CACHE``: ``~/.cache/image-create``, XDG-aware."""
+    xdg = env.get("XDG_CACHE_HOME", "")
+    cache = Path(xdg) if xdg.startswith("/") else Path(env.get("HOME", str(Path.home()))) / ".cache"
+    return cache / "image-create"
+
+
+def _config(
+    config: Mapping[str, object],
+    key: str,
+    where: str,
+    convert: Callable[[object, str], T],
+) -> Sourced[T] | None:
+    if key not in config:
+        return None
+    source = f"{where} ({key})"
+    return Sourced(convert(config[key], source), source)
+
+
+def _read_config(flag: str | None, env: Mapping[str, str]) -> tuple[Path | None, dict[str, object]]:
+    if flag is not None:
+        path, explicit = Path(flag), "--config"
+    elif "PIPDEPOT_CONFIG" in env:
+        path, explicit = Path(env["PIPDEPOT_CONFIG"]), "PIPDEPOT_CONFIG"
+    else:
+        xdg = env.get("XDG_CONFIG_HOME", "")
+        home = Path(env.get("HOME", str(Path.home())))
+        path, explicit = (Path(xdg) if xdg.startswith("/") else home / ".config") / "pipdepot" / "config.toml", ""
+        if not path.is_file():
+            return None, {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{explicit}: config file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"config file {path}: {exc}") from None
+    unknown = sorted(set(data) - _CONFIG_KEYS)
+    if unknown:
+        raise ValueError(f"config file {path}: unknown key {unknown[0]!r}")
+    return path, data
+
+
+def _mirror_urls(
+    flags: PlanFlags,
+    env: Mapping[str, str],
+    config: Mapping[str, object],
+    where: str,
+    notes: list[str],
+) -> tuple[Sourced[str], ...]:
+    if flags.mirror_urls:
+        found = tuple(Sourced(url, "flag --mirror-url") for url in flags.mirror_urls)
+    elif "PIPDEPOT_MIRROR_URLS" in env:
+        found = tuple(Sourced(url, "PIPDEPOT_MIRROR_URLS") for url in env["PIPDEPOT_MIRROR_URLS"].split())
+    elif dib := _dib_mirror_urls(env, notes):
+        found = dib
+    elif "mirror-urls" in config:
+        urls = _as_str_tuple(config["mirror-urls"], f"{where} (mirror-urls)")
+        found = tuple(Sourced(url, f"{where} (mirror-urls)") for url in urls)
+    else:
+        found = ()
+    return tuple(Sourced(validate_index_url(s.value, source=s.source), s.source) for s in found)
+
+
+def _dib_mirror_urls(env: Mapping[str, str], notes: list[str]) -> tuple[Sourced[str], ...]:
+    """The ``pypi`` element's ``DIB_PYPI_MIRROR_URL*`` and legacy ``PYPI_MIRROR_URL*`` variables.
+
+    Each family is ordered base first, then ``_N`` by number (``_10`` after
+    ``_9``), the ``DIB_`` family before the legacy one, as the element reads
+    them. The primary is the first base that is set; with no base, the first
+    ``_N`` is promoted. Empty values never become blank entries.
+    """
+    ranked: list[tuple[int, int, str]] = []
+    for name in env:
+        match = _DIB_URL.fullmatch(name)
+        if match is None:
+            if name.startswith(("DIB_PYPI_MIRROR_URL", "PYPI_MIRROR_URL")):
+                notes.append(f"{name} is ignored: mirror variables are named like DIB_PYPI_MIRROR_URL_<N>")
+            continue
+        family = 0 if match.group(1) else 1
+        number = -1 if match.group(2) is None else int(match.group(2))
+        ranked.append((family, number, name))
+    if not ranked:
+        return ()
+    ranked.sort()
+    if any(family == 1 for family, _, _ in ranked):
+        notes.append("PYPI_MIRROR_URL* variables are deprecated: use DIB_PYPI_MIRROR_URL*")
+    bases = [name for _, number, name in ranked if number < 0]
+    names = [name for _, _, name in ranked]
+    primary = bases[0] if bases else names[0]
+    if not bases:
+        notes.append(f"DIB_PYPI_MIRROR_URL is not set: {primary} is the primary index")
+    ordered = [primary, *(name for name in names if name != primary)]
+    return tuple(Sourced(env[name], name) for name in ordered)
+
+
+def _public_index_default() -> str:
+    """The public index's address, from the library that knows it rather than from us."""
+    from pypi_simple import PYPI_SIMPLE_ENDPOINT  # noqa: PLC0415 (slow import, needed rarely)
+
+    return cast("str", PYPI_SIMPLE_ENDPOINT)
+
+
+# -- conversions -------------------------------------------------------------
+
+
+def _parse(value: Sourced[str] | Sourced[T], convert: Callable[[object, str], T]) -> Sourced[T]:
+    if value.source == "default":
+        return cast("Sourced[T]", value)
+    return Sourced(convert(value.value, value.source), value.source)
+
+
+def _as_bool(value: object, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{source}: {value!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
+
+
+def _as_str(value: object, source: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"{source}: {value!r} is not a string")
+
+
+def _as_str_tuple(value: object, source: str) -> tuple[str, ...]:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(cast("list[str]", value))
+    raise ValueError(f"{source}: {value!r} is not a list of strings")
+
+
+def _as_retries(value: object, source: str) -> int | None:
+    text = str(value).strip()
+    if not text.isdigit():
+        raise ValueError(f"{source}: {value!r} is not a number of retries (0 or more)")
+    return int(text)
+
+
+def _as_timeout(value: object, source: str) -> float | None:
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 86400:
+        raise ValueError(f"{source}: {value!r} is not a timeout in seconds (more than 0)")
+    return seconds
+
+
+def _as_strategy(value: object, source: str) -> UvIndexStrategy:
+    choices = get_args(UvIndexStrategy)
+    if value not in choices:
+        raise ValueError(f"{source}: {value!r} is not one of {', '.join(choices)}")
+    return cast("UvIndexStrategy", value)
