@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import logging
 import os
+import re
 import sys
-from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -22,9 +21,20 @@ from pipdepot.operations.inject import inject, restore
 from pipdepot.operations.plan import PlanReport, make_plan
 from pipdepot.settings import PlanFlags, Settings, load_settings
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["main"]
 
-_PASSTHROUGH = ("TERM", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+_PASSTHROUGH = (
+    "TERM",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+)
 
 F = TypeVar("F", bound="Callable[..., Any]")
 
@@ -138,8 +148,12 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--root", type=click.Path(path_type=Path), help="Also check this build root: "
-              "which files would be created or replaced, and what in it would still win.")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    help="Also check this build root: "
+    "which files would be created or replaced, and what in it would still win.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @_plan_options
 def plan(root: Path | None, as_json: bool, **options: Any) -> None:
@@ -204,8 +218,13 @@ def restore_command(root: Path, force: bool) -> None:
 @cli.command(name="chroot", context_settings={"ignore_unknown_options": True})
 @click.argument("root", type=click.Path(path_type=Path))
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
-              help="Set a variable for COMMAND, repeatable (the environment is otherwise clean).")
+@click.option(
+    "--env",
+    "env_pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a variable for COMMAND, repeatable (the environment is otherwise clean).",
+)
 @_plan_options
 def chroot_command(root: Path, command: tuple[str, ...], env_pairs: tuple[str, ...], **options: Any) -> None:
     """Inject ROOT, run COMMAND in it, then restore ROOT; exits with COMMAND's status.
@@ -228,7 +247,9 @@ def chroot_command(root: Path, command: tuple[str, ...], env_pairs: tuple[str, .
     online = not settings.plan.offline.value
     passthrough = {k: v for k, v in os.environ.items() if k in _PASSTHROUGH and (online or k == "TERM")}
     resolv = Path("/etc/resolv.conf") if online and Path("/etc/resolv.conf").is_file() else None
-    status = run_in_root(report, command, environment=clean_environment(passthrough, extra), resolv_conf=resolv)
+    status = run_in_root(
+        report, command, environment=clean_environment(passthrough, extra), resolv_conf=resolv
+    )
     sys.exit(status)
 
 
@@ -256,16 +277,35 @@ def _plan_text(report: PlanReport) -> str:
         source = extra_sources[i] if i < len(extra_sources) else f"public index: {inputs.public_index.source}"
         rows.append(("extra-index-url", redact_url(url), source))
     rows += [
-        ("trusted-host", " ".join(plan.trusted_hosts) or "-",
-         "plain-http hosts" + (f" + {inputs.trusted_hosts.source}" if inputs.trusted_hosts.value else "")),
-        ("retries", "pip default" if plan.retries is None else str(plan.retries), inputs.retries.source),
-        ("timeout", "pip default" if plan.timeout is None else f"{plan.timeout:g} s", inputs.timeout.source),
+        (
+            "trusted-host",
+            " ".join(plan.trusted_hosts) or "-",
+            "plain-http hosts" + (f" + {inputs.trusted_hosts.source}" if inputs.trusted_hosts.value else ""),
+        ),
+        (
+            "retries",
+            "pip default" if plan.retries is None else str(plan.retries),
+            inputs.retries.source,
+        ),
+        (
+            "timeout",
+            "pip default" if plan.timeout is None else f"{plan.timeout:g} s",
+            inputs.timeout.source,
+        ),
         ("offline", str(inputs.offline.value).lower(), inputs.offline.source),
         ("no-pypi", str(inputs.no_pypi.value).lower(), inputs.no_pypi.source),
         ("uv strategy", plan.uv_index_strategy, inputs.uv_index_strategy.source),
         ("easy_install", redact_url(plan.easy_install_index), "the last mirror"),
-        ("local mirror", f"{plan.mirror_dir} ({plan.mirror_state.value})", inputs.mirror_dir.source),
-        ("mount", "read-only at /tmp/pypi" if plan.mounts_mirror else "none (no mirror directory)", ""),
+        (
+            "local mirror",
+            f"{plan.mirror_dir} ({plan.mirror_state.value})",
+            inputs.mirror_dir.source,
+        ),
+        (
+            "mount",
+            "read-only at /tmp/pypi" if plan.mounts_mirror else "none (no mirror directory)",
+            "",
+        ),
     ]
     width = max(len(r[1]) for r in rows)
     lines = ["Mirror plan" + (f" for {report.root}" if report.root else "") + ":"]
@@ -314,11 +354,20 @@ def _plan_json(report: PlanReport) -> dict[str, Any]:
             "mirror_urls": [{"url": redact_url(s.value), "source": s.source} for s in inputs.mirror_urls],
             "offline": {"value": inputs.offline.value, "source": inputs.offline.source},
             "no_pypi": {"value": inputs.no_pypi.value, "source": inputs.no_pypi.source},
-            "public_index": {"value": inputs.public_index.value, "source": inputs.public_index.source},
+            "public_index": {
+                "value": inputs.public_index.value,
+                "source": inputs.public_index.source,
+            },
             "retries": {"value": inputs.retries.value, "source": inputs.retries.source},
             "timeout": {"value": inputs.timeout.value, "source": inputs.timeout.source},
-            "trusted_hosts": {"value": list(inputs.trusted_hosts.value), "source": inputs.trusted_hosts.source},
-            "mirror_dir": {"value": str(inputs.mirror_dir.value), "source": inputs.mirror_dir.source},
+            "trusted_hosts": {
+                "value": list(inputs.trusted_hosts.value),
+                "source": inputs.trusted_hosts.source,
+            },
+            "mirror_dir": {
+                "value": str(inputs.mirror_dir.value),
+                "source": inputs.mirror_dir.source,
+            },
             "uv_index_strategy": {
                 "value": inputs.uv_index_strategy.value,
                 "source": inputs.uv_index_strategy.source,

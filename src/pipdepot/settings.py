@@ -120,18 +120,18 @@ def _load(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
         default=_public_index_default(),
     )
     validate_index_url(public_index.value, source=public_index.source)
-    retries: Sourced[int | None] = _first(
+    retries: Sourced[str | None] = _first(
         _flag("--retries", flags.retries),
         _env(env, "PIPDEPOT_RETRIES"),
         _env(env, "DIB_PIP_RETRIES"),
-        _config(config, "retries", where, _as_str),
+        _config(config, "retries", where, _as_scalar),
         default=None,
     )
-    timeout: Sourced[float | None] = _first(
+    timeout: Sourced[str | None] = _first(
         _flag("--timeout", flags.timeout),
         _env(env, "PIPDEPOT_TIMEOUT"),
         _env(env, "DIB_PIP_TIMEOUT"),
-        _config(config, "timeout", where, _as_str),
+        _config(config, "timeout", where, _as_scalar),
         default=None,
     )
     trusted = _first(
@@ -159,8 +159,8 @@ def _load(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
         offline=offline,
         no_pypi=no_pypi,
         public_index=public_index,
-        retries=_parse(retries, _as_retries),
-        timeout=_parse(timeout, _as_timeout),
+        retries=_optional(retries, _as_retries),
+        timeout=_optional(timeout, _as_timeout),
         trusted_hosts=trusted,
         mirror_dir=Sourced(Path(mirror_dir.value).expanduser(), mirror_dir.source),
         uv_index_strategy=_parse(strategy, _as_strategy),
@@ -241,7 +241,10 @@ def _read_config(flag: str | None, env: Mapping[str, str]) -> tuple[Path | None,
     else:
         xdg = env.get("XDG_CONFIG_HOME", "")
         home = Path(env.get("HOME", str(Path.home())))
-        path, explicit = (Path(xdg) if xdg.startswith("/") else home / ".config") / "pipdepot" / "config.toml", ""
+        path, explicit = (
+            (Path(xdg) if xdg.startswith("/") else home / ".config") / "pipdepot" / "config.toml",
+            "",
+        )
         if not path.is_file():
             return None, {}
     try:
@@ -313,16 +316,20 @@ def _public_index_default() -> str:
     """The public index's address, from the library that knows it rather than from us."""
     from pypi_simple import PYPI_SIMPLE_ENDPOINT  # noqa: PLC0415 (slow import, needed rarely)
 
-    return cast("str", PYPI_SIMPLE_ENDPOINT)
+    return str(PYPI_SIMPLE_ENDPOINT)
 
 
 # -- conversions -------------------------------------------------------------
 
 
-def _parse(value: Sourced[str] | Sourced[T], convert: Callable[[object, str], T]) -> Sourced[T]:
-    if value.source == "default":
-        return cast("Sourced[T]", value)
+def _parse(value: Sourced[str], convert: Callable[[object, str], T]) -> Sourced[T]:
     return Sourced(convert(value.value, value.source), value.source)
+
+
+def _optional(value: Sourced[str | None], convert: Callable[[object, str], T]) -> Sourced[T | None]:
+    if value.value is None:
+        return Sourced(None, value.source)
+    return _parse(Sourced(value.value, value.source), convert)
 
 
 def _as_bool(value: object, source: str) -> bool:
@@ -339,20 +346,26 @@ def _as_str(value: object, source: str) -> str:
     raise ValueError(f"{source}: {value!r} is not a string")
 
 
+def _as_scalar(value: object, source: str) -> str:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"{source}: {value!r} is not a number")
+
+
 def _as_str_tuple(value: object, source: str) -> tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return tuple(cast("list[str]", value))
     raise ValueError(f"{source}: {value!r} is not a list of strings")
 
 
-def _as_retries(value: object, source: str) -> int | None:
+def _as_retries(value: object, source: str) -> int:
     text = str(value).strip()
     if not text.isdigit():
         raise ValueError(f"{source}: {value!r} is not a number of retries (0 or more)")
     return int(text)
 
 
-def _as_timeout(value: object, source: str) -> float | None:
+def _as_timeout(value: object, source: str) -> float:
     try:
         seconds = float(str(value).strip())
     except ValueError:

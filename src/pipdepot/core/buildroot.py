@@ -109,7 +109,7 @@ def render_files(plan: MirrorPlan) -> tuple[ConfigFile, ...]:
 
 
 def render_pip_conf(plan: MirrorPlan) -> str:
-    """pip's ``[global]`` section; list values one per line, as pip splits them."""
+    """Pip's ``[global]`` section; list values one per line, as pip splits them."""
     values = {"index-url": plan.index_url}
     if plan.extra_index_urls:
         values["extra-index-url"] = _lines(plan.extra_index_urls)
@@ -123,7 +123,7 @@ def render_pip_conf(plan: MirrorPlan) -> str:
 
 
 def render_uv_toml(plan: MirrorPlan) -> str:
-    """uv's indexes in the plan's order, the last one ``default`` so PyPI is never implied.
+    """Uv's indexes in the plan's order, the last one ``default`` so PyPI is never implied.
 
     uv asks indexes in order and, with ``first-index``, takes a project only
     from the first index that has it: never a union of two indexes for one
@@ -152,6 +152,8 @@ def _ini(sections: dict[str, dict[str, str]]) -> str:
     out = []
     for section, values in sections.items():
         out.append(f"[{section}]")
-        out.extend(f"{key} = {value}" if not value.startswith("\n") else f"{key} ={value}"
-                   for key, value in values.items())
+        out.extend(
+            f"{key} = {value}" if not value.startswith("\n") else f"{key} ={value}"
+            for key, value in values.items()
+        )
     return "\n".join(out) + "\n"

@@ -15,7 +15,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 
 from pipdepot.errors import BuildRootError
 
@@ -51,7 +51,7 @@ class Owner:
 
     @classmethod
     def current(cls) -> Owner:
-        """This process."""
+        """The running process."""
         return cls(os.getpid(), _start_time(os.getpid()))
 
     def alive(self) -> bool:
@@ -158,4 +158,4 @@ def _start_time(pid: int) -> str:
     except OSError:
         return ""
     # Field 22 (starttime) counts after the command name, which may hold spaces.
-    return cast("str", stat.rsplit(")", 1)[1].split()[19])
+    return stat.rsplit(")", 1)[1].split()[19]

@@ -41,27 +41,35 @@ def __dir__() -> list[str]:
 
 def find_overrides(rootfs: RootFS) -> list[str]:
     """One warning per setting in the root that would win over pipdepot's files."""
-    warnings: list[str] = []
+    return [*_pip_file_overrides(rootfs), *_user_overrides(rootfs), *_environment_overrides(rootfs)]
+
+
+def _pip_file_overrides(rootfs: RootFS) -> Iterable[str]:
     for path in _PIP_FILES:
+        level = "global" if path.parent == PurePosixPath("/etc/xdg/pip") else "site"
         for section, key in _index_keys(rootfs, path):
-            level = "site" if path.parent != PurePosixPath("/etc/xdg/pip") else "global"
             if level == "site" or section != "global":
-                warnings.append(f"{path} [{section}] {key} ({level} config) wins over the file pipdepot writes")
+                yield f"{path} [{section}] {key} ({level} config) wins over the file pipdepot writes"
     for path in _REPLACED:
         for section, key in _index_keys(rootfs, path):
             if section != "global":
-                warnings.append(f"{path} [{section}] {key} is set: pipdepot replaces that file while injected")
+                yield f"{path} [{section}] {key} is set: pipdepot replaces that file while injected"
+
+
+def _user_overrides(rootfs: RootFS) -> Iterable[str]:
     for user_file in _other_users_files(rootfs):
         if any(True for _ in _index_keys(rootfs, user_file)):
-            warnings.append(f"{user_file} sets an index for its user: it wins over /etc/pip.conf")
-    environment = rootfs.path(PurePosixPath("/etc/environment"))
-    if environment.is_file():
-        text = environment.read_text(encoding="utf-8", errors="replace")
-        for line in text.splitlines():
-            name = line.strip().removeprefix("export ").split("=", 1)[0].strip()
-            if name in INDEX_ENV_VARS:
-                warnings.append(f"/etc/environment sets {name}: login shells in the root prefer it over the mirror")
-    return warnings
+            yield f"{user_file} sets an index for its user: it wins over /etc/pip.conf"
+
+
+def _environment_overrides(rootfs: RootFS) -> Iterable[str]:
+    environment = rootfs.path(PurePosixPath("/etc/environment"), follow_last=True)
+    if not environment.is_file():
+        return
+    for line in environment.read_text(encoding="utf-8", errors="replace").splitlines():
+        name = line.strip().removeprefix("export ").split("=", 1)[0].strip()
+        if name in INDEX_ENV_VARS:
+            yield f"/etc/environment sets {name}: login shells in the root prefer it over the mirror"
 
 
 def _index_keys(rootfs: RootFS, path: PurePosixPath) -> Iterable[tuple[str, str]]:

@@ -26,7 +26,7 @@ __all__ = [
     "build_plan",
 ]
 
-T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 #: Where the local mirror is bind-mounted inside a build root, and its URL there.
 MOUNT_POINT = PurePosixPath("/tmp/pypi")
@@ -40,10 +40,10 @@ def __dir__() -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
-class Sourced(Generic[T]):
+class Sourced(Generic[T_co]):
     """A setting's value and where it came from (a flag, a variable, a file, a default)."""
 
-    value: T
+    value: T_co
     source: str
 
 
@@ -171,14 +171,14 @@ def _local_mirror_warnings(indexes: list[str], mirror_dir: Path, state: MirrorSt
         if uses_local:
             return [
                 f"the local mirror {mirror_dir} does not exist: nothing is mounted at {MOUNT_POINT}, "
-                f"so {LOCAL_MIRROR_URL} is empty"
-                + (" and installs will fail" if len(indexes) == 1 else "")
+                f"so {LOCAL_MIRROR_URL} is empty" + (" and installs will fail" if len(indexes) == 1 else "")
             ]
         return []
     if state is MirrorState.EMPTY and uses_local:
         return [
-            f"the local mirror {mirror_dir} holds no project (no */index.html): "
-            f"pip and uv find nothing in {LOCAL_MIRROR_URL}"
+            (
+                f"the local mirror {mirror_dir} holds no project (no */index.html): "
+                f"pip and uv find nothing in {LOCAL_MIRROR_URL}"
+            )
         ]
     return []
-

@@ -68,7 +68,7 @@ class RootFS:
                 hops += 1
                 if hops > _MAX_SYMLINKS:
                     raise BuildRootError(f"too many symlinks resolving {str(inner)!r} in {self.root}")
-                target = PurePosixPath(os.readlink(candidate))
+                target = PurePosixPath(candidate.readlink())
                 if target.is_absolute():
                     resolved = []
                 parts = list(target.parts[1:] if target.is_absolute() else target.parts) + parts

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["has_credentials", "is_plain_http", "redact_url", "trusted_host_of", "validate_index_url"]
+__all__ = [
+    "has_credentials",
+    "is_plain_http",
+    "redact_url",
+    "trusted_host_of",
+    "validate_index_url",
+]
 
 _SCHEMES = ("http", "https", "file")
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from pipdepot.operations.inject import inject, restore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
+    from pathlib import Path
+    from types import FrameType
 
     from pipdepot.operations.plan import PlanReport
 
@@ -77,7 +77,9 @@ def run_in_root(
             resolv = resolv_conf.read_bytes() if resolv_conf is not None else None
             inject(report, system_mounts=True, resolv_conf=resolv)
             try:
-                child = subprocess.Popen(["chroot", str(report.root), *command], env=dict(environment), cwd="/")
+                child = subprocess.Popen(
+                    ["chroot", str(report.root), *command], env=dict(environment), cwd="/"
+                )
                 status = child.wait()
             finally:
                 with _signals(lambda _signum, _frame: None):

@@ -12,15 +12,18 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from pipdepot.core.journal import Entry, Journal
 from pipdepot.core.mounts import bind_mount, is_mountpoint, mount_filesystem, unmount
 from pipdepot.core.plan import MOUNT_POINT
 from pipdepot.core.rootfs import RootFS
 from pipdepot.errors import BuildRootError
-from pipdepot.operations.plan import PlanReport
 
-__all__ = ["InjectReport", "RestoreReport", "SYSTEM_MOUNTS", "inject", "restore"]
+if TYPE_CHECKING:
+    from pipdepot.operations.plan import PlanReport
+
+__all__ = ["SYSTEM_MOUNTS", "InjectReport", "RestoreReport", "inject", "restore"]
 
 #: What a build needs mounted in its root: (path in root, filesystem type or host path to bind).
 SYSTEM_MOUNTS: tuple[tuple[PurePosixPath, str], ...] = (
@@ -179,22 +182,30 @@ def _undo(rootfs: RootFS, journal: Journal, entry: Entry, report: RestoreReport)
             _move(backup, rootfs.path(inner))
             report.restored.append(entry.path)
     elif entry.op == "create":
-        target = rootfs.path(inner)
-        if target.is_dir() and not target.is_symlink():
-            report.kept.append(f"{entry.path}: became a directory")
-        elif os.path.lexists(target):
-            target.unlink()
-            report.removed.append(entry.path)
-    else:  # mkdir
-        target = rootfs.path(inner, follow_last=True)
-        if target.is_dir() and not target.is_symlink():
-            try:
-                target.rmdir()
-                report.removed.append(entry.path + "/")
-            except OSError as exc:
-                if exc.errno not in {errno.ENOTEMPTY, errno.EEXIST, errno.EBUSY}:
-                    raise
-                report.kept.append(f"{entry.path}/: not empty")
+        _remove_created_file(rootfs.path(inner), entry.path, report)
+    else:
+        _remove_created_dir(rootfs.path(inner, follow_last=True), entry.path, report)
+
+
+def _remove_created_file(target: Path, inner: str, report: RestoreReport) -> None:
+    if target.is_dir() and not target.is_symlink():
+        report.kept.append(f"{inner}: became a directory")
+    elif os.path.lexists(target):
+        target.unlink()
+        report.removed.append(inner)
+
+
+def _remove_created_dir(target: Path, inner: str, report: RestoreReport) -> None:
+    if not target.is_dir() or target.is_symlink():
+        return
+    try:
+        target.rmdir()
+    except OSError as exc:
+        if exc.errno not in {errno.ENOTEMPTY, errno.EEXIST, errno.EBUSY}:
+            raise
+        report.kept.append(f"{inner}/: not empty")
+    else:
+        report.removed.append(inner + "/")
 
 
 def _move(source: Path, target: Path) -> None:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from pipdepot.settings import Settings
 
-__all__ = ["FileAction", "PlannedFile", "PlanReport", "make_plan"]
+__all__ = ["FileAction", "PlanReport", "PlannedFile", "make_plan"]
 
 FileAction = Literal["create", "replace", "replace-if-present", "skip"]
 

@@ -1,0 +1,83 @@
+"""Real wheels and PEP 503 trees for tests, built here with zipfile: no build backend, no network."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import zipfile
+from typing import TYPE_CHECKING
+
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def build_wheel(
+    directory: Path,
+    name: str,
+    version: str,
+    *,
+    requires: tuple[str, ...] = (),
+    tag: str = "py3-none-any",
+) -> Path:
+    """A pure-Python wheel whose module ``<name>`` has ``VERSION``."""
+    module = name.replace("-", "_")
+    dist_info = f"{module}-{version}.dist-info"
+    metadata = "\n".join(
+        [
+            "Metadata-Version: 2.1",
+            f"Name: {name}",
+            f"Version: {version}",
+            *(f"Requires-Dist: {req}" for req in requires),
+            "",
+        ]
+    )
+    wheel_meta = f"Wheel-Version: 1.0\nGenerator: pipdepot-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
+    files = {
+        f"{module}/__init__.py": f"VERSION = {version!r}\n",
+        f"{dist_info}/METADATA": metadata,
+        f"{dist_info}/WHEEL": wheel_meta,
+    }
+    record = [f"{path},sha256={_digest(text.encode())},{len(text.encode())}" for path, text in files.items()]
+    record.append(f"{dist_info}/RECORD,,")
+    files[f"{dist_info}/RECORD"] = "\n".join(record) + "\n"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{module}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, text in files.items():
+            archive.writestr(zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0)), text)
+    return path
+
+
+def write_simple_tree(mirror: Path) -> None:
+    """Give each project directory of ``mirror`` the ``index.html`` a file:// index needs."""
+    for project in sorted(p for p in mirror.iterdir() if p.is_dir()):
+        links = []
+        for file in sorted(project.iterdir()):
+            if file.name == "index.html":
+                continue
+            sha256 = hashlib.sha256(file.read_bytes()).hexdigest()
+            links.append(
+                f'<a href="{html.escape(file.name)}#sha256={sha256}">{html.escape(file.name)}</a><br>'
+            )
+        body = "\n".join(links)
+        (project / "index.html").write_text(f"<!DOCTYPE html>\n<html><body>\n{body}\n</body></html>\n")
+
+
+def add_to_mirror(mirror: Path, distribution: Path) -> Path:
+    """Copy a wheel or sdist into its project's directory of ``mirror`` and refresh the tree."""
+    if distribution.name.endswith(".whl"):
+        name = parse_wheel_filename(distribution.name)[0]
+    else:
+        name = parse_sdist_filename(distribution.name)[0]
+    target = mirror / canonicalize_name(name) / distribution.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(distribution.read_bytes())
+    write_simple_tree(mirror)
+    return target
+
+
+def _digest(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
