@@ -132,8 +132,8 @@ class _Injector:
             host = self.rootfs.path(step, follow_last=True)
             if host.is_dir():
                 continue
-            if os.path.lexists(host):
-                raise BuildRootError(f"{step} in {self.rootfs.root} is not a directory")
+            if os.path.lexists(host) or self.rootfs.path(step).is_symlink():
+                raise BuildRootError(f"{step} in {self.rootfs.root} is not a directory (or a dangling link)")
             self.journal.record(Entry("mkdir", str(step)))
             host.mkdir()
             host.chmod(_DIR_MODES.get(step, 0o755))

@@ -1,0 +1,193 @@
+"""A real Debian root: `pipdepot chroot` with no network at all, pip and uv installing from the mirror."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import clean_environ
+from tests.roots import Snapshot, diff, mounts_under, snapshot
+from tests.wheels import add_to_mirror, build_wheel
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+# Proves the command's environment is clean and both installers used only the mirror.
+PROBE_SCRIPT = r"""
+set -eu
+if env | grep -E '^(PIP_|UV_|VIRTUAL_ENV)'; then echo "LEAKED HOST VARIABLES"; exit 90; fi
+echo "HOME=$HOME"
+python3 -m venv /opt/probe
+/opt/probe/bin/pip install --no-cache-dir --no-input pipdepot-probe-app
+/opt/probe/bin/python -c 'import pipdepot_probe_app, pipdepot_probe_lib; print("PIP-OK", pipdepot_probe_lib.VERSION)'
+/opt/probe/bin/pip install --no-cache-dir --no-input uv
+UV_NO_CACHE=1 /opt/probe/bin/uv pip install --python /opt/probe/bin/python pipdepot-probe-uv
+/opt/probe/bin/python -c 'import pipdepot_probe_uv; print("UV-OK", pipdepot_probe_uv.VERSION)'
+rm -rf /opt/probe
+"""
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory, uv_wheel: Path) -> Path:
+    base = tmp_path_factory.mktemp("chroot-mirror")
+    mirror = base / "mirror"
+    dist = base / "dist"
+    add_to_mirror(mirror, build_wheel(dist, "pipdepot-probe-lib", "2.0"))
+    add_to_mirror(mirror, build_wheel(dist, "pipdepot-probe-app", "1.0", requires=("pipdepot-probe-lib>=2",)))
+    add_to_mirror(mirror, build_wheel(dist, "pipdepot-probe-uv", "3.0"))
+    add_to_mirror(mirror, uv_wheel)
+    return mirror
+
+
+@pytest.fixture(scope="module")
+def pristine(debian_root: Path) -> Snapshot:
+    return snapshot(debian_root)
+
+
+def pipdepot_argv(root: Path, mirror: Path, *command: str) -> list[str]:
+    return [
+        "unshare",
+        "--net",
+        sys.executable,
+        "-m",
+        "pipdepot",
+        "chroot",
+        str(root),
+        "--offline",
+        "--mirror-dir",
+        str(mirror),
+        "--",
+        *command,
+    ]
+
+
+def hostile_environ(home: Path) -> dict[str, str]:
+    """The host's pip and uv pointed elsewhere: none of it may reach the command."""
+    return clean_environ(
+        HOME=str(home),
+        PIP_INDEX_URL="http://127.0.0.1:9/nowhere/",
+        PIP_FIND_LINKS="/nonexistent",
+        UV_INDEX_URL="http://127.0.0.1:9/nowhere/",
+        UV_DEFAULT_INDEX="http://127.0.0.1:9/nowhere/",
+        VIRTUAL_ENV="/nonexistent/venv",
+    )
+
+
+def test_pip_and_uv_install_from_the_mirror_alone_and_the_root_comes_back(
+    debian_root: Path, mirror: Path, pristine: Snapshot, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        pipdepot_argv(debian_root, mirror, "sh", "-c", PROBE_SCRIPT),
+        env=hostile_environ(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "HOME=/root" in output
+    assert "Looking in indexes: file:///tmp/pypi" in output
+    assert "PIP-OK 2.0" in output
+    assert "UV-OK 3.0" in output
+    assert "LEAKED" not in output
+    assert mounts_under(debian_root) == []
+    assert diff(pristine, snapshot(debian_root)) == []
+
+
+def test_the_network_really_is_absent_in_the_probe(debian_root: Path, mirror: Path, tmp_path: Path) -> None:
+    """Without the mirror's package, pip fails: nothing else could have served the installs above."""
+    script = (
+        "python3 -m venv /opt/n && /opt/n/bin/pip install --no-cache-dir six; rc=$?; rm -rf /opt/n; exit $rc"
+    )
+    result = subprocess.run(
+        pipdepot_argv(debian_root, mirror, "sh", "-c", script),
+        env=hostile_environ(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "No matching distribution found for six" in result.stdout + result.stderr
+
+
+def test_exit_status_is_the_commands_and_the_root_is_restored(
+    debian_root: Path, mirror: Path, pristine: Snapshot, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        pipdepot_argv(debian_root, mirror, "sh", "-c", "test -f /etc/pip.conf && exit 7"),
+        env=hostile_environ(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 7, result.stderr
+    assert mounts_under(debian_root) == []
+    assert diff(pristine, snapshot(debian_root)) == []
+
+
+def wait_until_injected(root: Path, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if str(root / "tmp" / "pypi") in mounts_under(root) and process.poll() is None:
+            time.sleep(0.3)  # let the command start inside
+            return
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("pipdepot chroot never mounted the mirror")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_command_and_restores_the_root(
+    debian_root: Path, mirror: Path, pristine: Snapshot, tmp_path: Path, signum: int
+) -> None:
+    process = subprocess.Popen(
+        pipdepot_argv(debian_root, mirror, "sleep", "60"),
+        env=hostile_environ(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_until_injected(debian_root, process)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum, stderr
+    assert mounts_under(debian_root) == []
+    assert diff(pristine, snapshot(debian_root)) == []
+
+
+def test_kill_9_of_pipdepot_then_restore_gives_the_exact_root(
+    debian_root: Path, mirror: Path, pristine: Snapshot, tmp_path: Path
+) -> None:
+    process = subprocess.Popen(
+        pipdepot_argv(debian_root, mirror, "sleep", "60"),
+        env=hostile_environ(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_until_injected(debian_root, process)
+    process.kill()
+    process.wait(timeout=30)
+    os.killpg(process.pid, signal.SIGKILL)  # the orphaned command, as a dying build would lose it
+    process.communicate(timeout=30)
+    assert mounts_under(debian_root)  # pipdepot died holding them
+    result = subprocess.run(
+        [sys.executable, "-m", "pipdepot", "restore", str(debian_root)],
+        env=clean_environ(HOME=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "unmounted /tmp/pypi" in result.stdout
+    assert mounts_under(debian_root) == []
+    assert diff(pristine, snapshot(debian_root)) == []
