@@ -7,13 +7,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import clean_environ
 from tests.roots import Snapshot, diff, mounts_under, snapshot
 from tests.wheels import add_to_mirror, build_wheel
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -24,7 +27,7 @@ if env | grep -E '^(PIP_|UV_|VIRTUAL_ENV)'; then echo "LEAKED HOST VARIABLES"; e
 echo "HOME=$HOME"
 python3 -m venv /opt/probe
 /opt/probe/bin/pip install --no-cache-dir --no-input pipdepot-probe-app
-/opt/probe/bin/python -c 'import pipdepot_probe_app, pipdepot_probe_lib; print("PIP-OK", pipdepot_probe_lib.VERSION)'
+/opt/probe/bin/python -c "import pipdepot_probe_app, pipdepot_probe_lib as lib; print('PIP-OK', lib.VERSION)"
 /opt/probe/bin/pip install --no-cache-dir --no-input uv
 UV_NO_CACHE=1 /opt/probe/bin/uv pip install --python /opt/probe/bin/python pipdepot-probe-uv
 /opt/probe/bin/python -c 'import pipdepot_probe_uv; print("UV-OK", pipdepot_probe_uv.VERSION)'
