@@ -9,12 +9,15 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from pypi_simple import PYPI_SIMPLE_ENDPOINT
 
 from pipdepot.core.buildroot import INDEX_ENV_VARS
-from tests.conftest import PipdepotRunner
+
+if TYPE_CHECKING:
+    from tests.conftest import PipdepotRunner
 
 PLAN_VARIABLES = (
     "PIPDEPOT_MIRROR_URLS",
