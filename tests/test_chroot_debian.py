@@ -16,6 +16,7 @@ from tests.roots import Snapshot, diff, mounts_under, snapshot
 from tests.wheels import add_to_mirror, build_wheel
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -45,6 +46,19 @@ def mirror(tmp_path_factory: pytest.TempPathFactory, uv_wheel: Path) -> Path:
     add_to_mirror(mirror, build_wheel(dist, "pipdepot-probe-uv", "3.0"))
     add_to_mirror(mirror, uv_wheel)
     return mirror
+
+
+@pytest.fixture(autouse=True)
+def never_leave_mounts(debian_root: Path, tmp_path: Path) -> Iterator[None]:
+    """Whatever a test does or fails to do, the next one starts from a restored root."""
+    yield
+    if (debian_root / ".pipdepot").exists():
+        subprocess.run(
+            [sys.executable, "-m", "pipdepot", "restore", "--force", str(debian_root)],
+            env=clean_environ(HOME=str(tmp_path)),
+            capture_output=True,
+            check=False,
+        )
 
 
 @pytest.fixture(scope="module")

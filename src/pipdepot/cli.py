@@ -245,11 +245,8 @@ def chroot_command(root: Path, command: tuple[str, ...], env_pairs: tuple[str, .
     report = make_plan(settings, root)
     _warn(report.warnings)
     online = not settings.plan.offline.value
-    passthrough = {k: v for k, v in os.environ.items() if k in _PASSTHROUGH and (online or k == "TERM")}
-    resolv = Path("/etc/resolv.conf") if online and Path("/etc/resolv.conf").is_file() else None
-    status = run_in_root(
-        report, command, environment=clean_environment(passthrough, extra), resolv_conf=resolv
-    )
+    passthrough = {k: v for k, v in settings.passthrough_env if online or k == "TERM"}
+    status = run_in_root(report, command, environment=clean_environment(passthrough, extra), online=online)
     sys.exit(status)
 
 

@@ -30,6 +30,7 @@ T = TypeVar("T")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _DIB_URL = re.compile(r"(DIB_)?PYPI_MIRROR_URL(?:_(\d+))?")
+_PASSTHROUGH = ("TERM", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 _CONFIG_KEYS = frozenset(
     {
         "mirror-urls",
@@ -75,6 +76,8 @@ class Settings:
     #: indexes; a build tool that passes its environment into the root would let
     #: them win over the files pipdepot writes.
     host_index_env: tuple[str, ...]
+    #: The terminal type and proxy variables, the only host variables a chroot command gets.
+    passthrough_env: tuple[tuple[str, str], ...] = ()
 
 
 def load_settings(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
@@ -167,7 +170,10 @@ def _load(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
         notes=tuple(notes),
     )
     host_env = tuple(name for name in INDEX_ENV_VARS if name in env)
-    return Settings(plan=inputs, config_file=config_file, host_index_env=host_env)
+    passthrough = tuple((name, env[name]) for name in _PASSTHROUGH if name in env)
+    return Settings(
+        plan=inputs, config_file=config_file, host_index_env=host_env, passthrough_env=passthrough
+    )
 
 
 # -- sources ---------------------------------------------------------------

@@ -28,6 +28,9 @@ def bind_mount(source: Path, target: Path, *, read_only: bool) -> None:
     :raises BuildRootError: mount failed (message from mount).
     """
     _run("mount", "--bind", str(source), str(target))
+    # Private, so mounts made below it (by us or by the build) never propagate back to the
+    # host's tree when the host's mounts are shared, as systemd makes them.
+    _run("mount", "--make-private", str(target))
     if read_only:
         try:
             _run("mount", "-o", "remount,bind,ro", str(target))

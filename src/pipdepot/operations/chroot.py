@@ -11,20 +11,21 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipdepot.operations.inject import inject, restore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
-    from pathlib import Path
     from types import FrameType
 
     from pipdepot.operations.plan import PlanReport
 
-__all__ = ["run_in_root"]
+__all__ = ["clean_environment", "run_in_root"]
 
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_HOST_RESOLV_CONF = Path("/etc/resolv.conf")
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -58,9 +59,12 @@ def run_in_root(
     command: Sequence[str],
     *,
     environment: Mapping[str, str],
-    resolv_conf: Path | None,
+    online: bool,
 ) -> int:
     """Run ``command`` in the injected root and return its exit status (128+N for signal N).
+
+    Online, the host's ``/etc/resolv.conf`` is copied in (and the original put back), so
+    names resolve as on the host; offline, the root's own is left alone.
 
     :raises BuildRootError: the root could not be injected or restored.
     """
@@ -74,7 +78,7 @@ def run_in_root(
 
     with _signals(forward):
         try:
-            resolv = resolv_conf.read_bytes() if resolv_conf is not None else None
+            resolv = _HOST_RESOLV_CONF.read_bytes() if online and _HOST_RESOLV_CONF.is_file() else None
             inject(report, system_mounts=True, resolv_conf=resolv)
             try:
                 child = subprocess.Popen(
