@@ -19,7 +19,8 @@ from pipdepot.errors import ConfigError, PipdepotError
 from pipdepot.operations.chroot import clean_environment, run_in_root
 from pipdepot.operations.inject import inject, restore
 from pipdepot.operations.plan import PlanReport, make_plan
-from pipdepot.settings import PlanFlags, Settings, load_settings
+from pipdepot.operations.serve import serve
+from pipdepot.settings import PlanFlags, ServeFlags, Settings, load_serve_settings, load_settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -250,6 +251,69 @@ def chroot_command(root: Path, command: tuple[str, ...], env_pairs: tuple[str, .
     sys.exit(status)
 
 
+@cli.command(name="serve")
+@click.option("--host", help="Address to listen on. [env: PIPDEPOT_HOST; default: 127.0.0.1]")
+@click.option("--port", help="Port to listen on. [env: PIPDEPOT_PORT; default: 3141]")
+@click.option(
+    "--mirror",
+    "mirror_dir",
+    metavar="DIR",
+    help="The cache: a static PEP 503 tree (usable as file://DIR, by nginx, and mounted by "
+    "`pipdepot inject`), with the server's state in DIR/.pipdepot. [env: PIPDEPOT_MIRROR_DIR, "
+    "DIB_IMAGE_CACHE/pypi/mirror; default: ~/.cache/image-create/pypi/mirror]",
+)
+@click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    metavar="URL",
+    help="Upstream index, repeatable; per project, the first upstream that has it serves it "
+    "(never a merge). [env: PIPDEPOT_UPSTREAMS (space-separated); default: PyPI]",
+)
+@click.option(
+    "--offline/--online",
+    default=None,
+    help="Never contact upstream; serve only cached files. [env: PIPDEPOT_OFFLINE; default: online]",
+)
+@click.option(
+    "--ttl",
+    metavar="SECONDS",
+    help="Refresh a cached project page from upstream when older than this. [env: PIPDEPOT_TTL; default: 600]",
+)
+@click.option(
+    "--upstream-timeout",
+    metavar="SECONDS",
+    help="Give up on an upstream connection or read after this long, and serve the cache. "
+    "[env: PIPDEPOT_UPSTREAM_TIMEOUT; default: 10]",
+)
+@click.option(
+    "--config",
+    metavar="FILE",
+    help="TOML config file (host, port, mirror-dir, upstreams, "
+    "offline, ttl, upstream-timeout). [env: PIPDEPOT_CONFIG]",
+)
+def serve_command(**options: Any) -> None:
+    """Run the caching, offline-capable PyPI mirror.
+
+    Serves the Simple API (PEP 503 HTML and PEP 691 JSON, PEP 658 metadata) at
+    http://HOST:PORT/simple/ (and at http://HOST:PORT/), caching every page and file clients
+    ask for. When upstream cannot be reached, pages are served from the cache listing only the
+    files present locally. Logs one line per request. /+health, /+metrics (Prometheus) and
+    /+status (JSON) report on it. Stop it with Ctrl-C or SIGTERM.
+    """
+    flags = ServeFlags(
+        host=options["host"],
+        port=options["port"],
+        mirror_dir=options["mirror_dir"],
+        upstreams=tuple(options["upstreams"]),
+        offline=options["offline"],
+        ttl=options["ttl"],
+        upstream_timeout=options["upstream_timeout"],
+        config=options["config"],
+    )
+    serve(load_serve_settings(flags, os.environ))
+
+
 @cli.command(name="elements-path")
 def elements_path() -> None:
     """Print the directory holding pipdepot's diskimage-builder `pypi` element.
@@ -387,7 +451,7 @@ def _plan_json(report: PlanReport) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; a PipdepotError becomes one line on stderr and exit status 1."""
-    logging.basicConfig(level=logging.INFO, format="pipdepot: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s pipdepot: %(message)s", datefmt="%H:%M:%S")
     try:
         cli.main(args=argv, prog_name="pipdepot", standalone_mode=False)
     except PipdepotError as exc:

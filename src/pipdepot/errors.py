@@ -6,12 +6,13 @@ and keeps its traceback::
 
     PipdepotError
     ├── ConfigError        bad flag, variable or config-file value
-    └── BuildRootError     a build root that cannot be injected or restored
+    ├── BuildRootError     a build root that cannot be injected or restored
+    └── UpstreamError      an upstream index gave no usable answer
 """
 
 from __future__ import annotations
 
-__all__ = ["BuildRootError", "ConfigError", "PipdepotError"]
+__all__ = ["BuildRootError", "ConfigError", "PipdepotError", "UpstreamError"]
 
 
 def __dir__() -> list[str]:
@@ -36,3 +37,7 @@ class ConfigError(PipdepotError):
 
 class BuildRootError(PipdepotError):
     """A build root cannot be changed or put back as asked."""
+
+
+class UpstreamError(PipdepotError):
+    """An upstream index could not be reached or gave garbage; the mirror may serve stale."""

@@ -23,7 +23,7 @@ from pipdepot.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ["PlanFlags", "Settings", "load_settings"]
+__all__ = ["PlanFlags", "ServeFlags", "ServeSettings", "Settings", "load_serve_settings", "load_settings"]
 
 T = TypeVar("T")
 
@@ -42,6 +42,11 @@ _CONFIG_KEYS = frozenset(
         "trusted-hosts",
         "mirror-dir",
         "uv-index-strategy",
+        "host",
+        "port",
+        "upstreams",
+        "ttl",
+        "upstream-timeout",
     }
 )
 
@@ -78,6 +83,109 @@ class Settings:
     host_index_env: tuple[str, ...]
     #: The terminal type and proxy variables, the only host variables a chroot command gets.
     passthrough_env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServeFlags:
+    """``pipdepot serve``'s command-line values; ``None`` or empty means not given."""
+
+    host: str | None = None
+    port: str | None = None
+    mirror_dir: str | None = None
+    upstreams: tuple[str, ...] = ()
+    offline: bool | None = None
+    ttl: str | None = None
+    upstream_timeout: str | None = None
+    config: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """How the mirror server runs."""
+
+    host: str
+    port: int
+    mirror_dir: Path
+    upstreams: tuple[str, ...]
+    offline: bool
+    ttl: float
+    upstream_timeout: float
+    config_file: Path | None
+
+
+def load_serve_settings(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
+    """Merge the sources of the server's settings, as :func:`load_settings` does for the plan.
+
+    The mirror directory is the element's: ``--mirror``, ``PIPDEPOT_MIRROR_DIR``,
+    ``$DIB_IMAGE_CACHE/pypi/mirror``, the config file, ``~/.cache/image-create/pypi/mirror``.
+
+    :raises ConfigError: a value is unusable; the message names its source.
+    """
+    try:
+        return _load_serve(flags, environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _load_serve(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
+    env = {k: v for k, v in environ.items() if v != ""}
+    config_file, config = _read_config(flags.config, env)
+    where = f"config file {config_file}"
+    host = _first(
+        _flag("--host", flags.host),
+        _env(env, "PIPDEPOT_HOST"),
+        _config(config, "host", where, _as_str),
+        default="127.0.0.1",
+    )
+    port = _first(
+        _flag("--port", flags.port),
+        _env(env, "PIPDEPOT_PORT"),
+        _config(config, "port", where, _as_scalar),
+        default="3141",
+    )
+    mirror_dir = _first(
+        _flag("--mirror", flags.mirror_dir),
+        _env(env, "PIPDEPOT_MIRROR_DIR"),
+        _dib_mirror_dir(env),
+        _config(config, "mirror-dir", where, _as_str),
+        default=str(_image_cache(env) / "pypi" / "mirror"),
+    )
+    upstreams = _first(
+        _flag("--upstream", flags.upstreams or None),
+        _env_list(env, "PIPDEPOT_UPSTREAMS"),
+        _config(config, "upstreams", where, _as_str_tuple),
+        default=(_public_index_default(),),
+    )
+    for url in upstreams.value:
+        validate_index_url(url, source=upstreams.source)
+    offline = _first(
+        _flag("--offline/--online", flags.offline),
+        _env_bool(env, "PIPDEPOT_OFFLINE"),
+        _config(config, "offline", where, _as_bool),
+        default=False,
+    )
+    ttl = _first(
+        _flag("--ttl", flags.ttl),
+        _env(env, "PIPDEPOT_TTL"),
+        _config(config, "ttl", where, _as_scalar),
+        default="600",
+    )
+    timeout = _first(
+        _flag("--upstream-timeout", flags.upstream_timeout),
+        _env(env, "PIPDEPOT_UPSTREAM_TIMEOUT"),
+        _config(config, "upstream-timeout", where, _as_scalar),
+        default="10",
+    )
+    return ServeSettings(
+        host=host.value,
+        port=_as_port(port.value, port.source),
+        mirror_dir=Path(mirror_dir.value).expanduser(),
+        upstreams=upstreams.value,
+        offline=offline.value,
+        ttl=_as_seconds(ttl.value, ttl.source, allow_zero=True),
+        upstream_timeout=_as_seconds(timeout.value, timeout.source, allow_zero=False),
+        config_file=config_file,
+    )
 
 
 def load_settings(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
@@ -378,6 +486,23 @@ def _as_timeout(value: object, source: str) -> float:
         seconds = -1.0
     if not 0 < seconds < 86400:
         raise ValueError(f"{source}: {value!r} is not a timeout in seconds (more than 0)")
+    return seconds
+
+
+def _as_port(value: object, source: str) -> int:
+    text = str(value).strip()
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"{source}: {value!r} is not a TCP port (1-65535)")
+    return int(text)
+
+
+def _as_seconds(value: object, source: str, *, allow_zero: bool) -> float:
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0 or (seconds == 0 and not allow_zero) or seconds > 365 * 86400:
+        raise ValueError(f"{source}: {value!r} is not a number of seconds")
     return seconds
 
 

@@ -1,0 +1,126 @@
+"""One upstream download, streamed to every client that asks while it runs.
+
+The bytes go to a spool file while they are hashed; any number of clients
+follow that file as it grows. The last bytes are held back until the size and
+sha256 match upstream's, so no client ever receives a complete wrong file; on a
+mismatch every client's transfer is cut short and nothing is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipdepot.core.store import IntegrityError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from typing import BinaryIO
+
+    from pipdepot.core.store import Store, StoredFile, StoreKey
+    from pipdepot.core.upstream import UpstreamClient
+
+__all__ = ["Download"]
+
+#: Bytes a follower may not have until the file is verified.
+HOLDBACK = 64 * 1024
+_READ = 256 * 1024
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class Download:
+    """Fetch ``url`` into the store at ``key``, verifying ``size`` and ``sha256`` when known."""
+
+    def __init__(self, url: str, key: StoreKey, store: Store, *, size: int | None, sha256: str | None) -> None:
+        self.url = url
+        self.key = key
+        self.size = size
+        self.sha256 = sha256
+        self.written = 0
+        self.digest: str | None = None
+        self.stored: StoredFile | None = None
+        self.error: BaseException | None = None
+        self.done = asyncio.Event()
+        self._progress = asyncio.Event()
+        fd, name = tempfile.mkstemp(dir=store.spool_directory(), prefix="download-")
+        os.close(fd)
+        self._spool = Path(name)
+        self._final = store.local_path(key)
+
+    async def run(self, client: UpstreamClient, store: Store) -> StoredFile:
+        """Download, verify, commit. Never raises into the caller's task: followers see ``error``.
+
+        :raises UpstreamError, IntegrityError: to whoever awaits this directly.
+        """
+        digest = hashlib.sha256()
+        try:
+            with self._spool.open("wb") as spool:
+                async for chunk in client.stream(self.url):
+                    spool.write(chunk)
+                    spool.flush()
+                    digest.update(chunk)
+                    self.written += len(chunk)
+                    if self.size is not None and self.written > self.size:
+                        raise IntegrityError(
+                            f"{self.key}: more than the {self.size} bytes upstream announced"
+                        )
+                    self._notify()
+            self.digest = digest.hexdigest()
+            if self.size is not None and self.written != self.size:
+                raise IntegrityError(f"{self.key}: {self.written} bytes, upstream announced {self.size}")
+            if self.sha256 is not None and self.digest != self.sha256:
+                raise IntegrityError(f"{self.key}: sha256 {self.digest}, upstream announced {self.sha256}")
+            self.stored = await store.put(self.key, self._spool)
+        except BaseException as exc:
+            self.error = exc
+            with contextlib.suppress(OSError):
+                self._spool.unlink()
+            raise
+        finally:
+            self.done.set()
+            self._notify()
+        return self.stored
+
+    def _notify(self) -> None:
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    async def follow(self) -> AsyncIterator[bytes]:
+        """The file's bytes from the start, as they arrive; verified before the last ones.
+
+        :raises UpstreamError, IntegrityError: the download failed; stop sending.
+        """
+        stream = self._open()
+        try:
+            offset = 0
+            while True:
+                verified = self.done.is_set() and self.error is None
+                limit = self.written if verified else max(0, self.written - HOLDBACK)
+                if self.error is not None:
+                    raise self.error
+                if offset < limit:
+                    stream.seek(offset)
+                    chunk = stream.read(min(_READ, limit - offset))
+                    offset += len(chunk)
+                    yield chunk
+                    continue
+                if verified:
+                    return
+                await self._progress.wait()
+        finally:
+            stream.close()
+
+    def _open(self) -> BinaryIO:
+        for path in (self._spool, self._final):
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    return path.open("rb")
+        raise FileNotFoundError(self.key)

@@ -1,0 +1,410 @@
+"""The caching mirror: project pages and files, from the store or from upstream.
+
+Policy lives here; I/O goes through :class:`Store` and :class:`UpstreamClient`.
+
+- A page older than the TTL is refreshed with a conditional request; one
+  refresh per project at a time, however many clients ask.
+- When no upstream answers, the last page is served listing only the files
+  present locally ("stale"); offline, the same without asking.
+- A file not yet cached is downloaded once and streamed to every client.
+- After each new file, ``<project>/index.html`` (relative links, local files
+  only) and the root ``index.html`` are rewritten, so the directory is always a
+  static PEP 503 tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pipdepot.core.download import Download
+from pipdepot.core.pages import (
+    CONTENT_TYPES,
+    RenderedPage,
+    page_files,
+    render_project_html,
+    render_project_json,
+    render_root_html,
+    render_tree_html,
+)
+from pipdepot.core.project import LocalFile, ProjectState, UnusablePage, local_path_of, project_of_path
+from pipdepot.core.store import STATE_DIR, IntegrityError, StoreKey
+from pipdepot.core.upstream import NotFound, NotModified
+from pipdepot.errors import UpstreamError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pipdepot.core.metrics import Metrics
+    from pipdepot.core.names import NormalizedName
+    from pipdepot.core.pages import Format
+    from pipdepot.core.project import FileEntry
+    from pipdepot.core.store import Store
+    from pipdepot.core.upstream import UpstreamClient
+
+__all__ = ["CacheStatus", "FileHit", "Mirror", "PageResult"]
+
+logger = logging.getLogger(__name__)
+
+CacheStatus = Literal["hit", "miss", "stale", "offline"]
+_STATES = f"{STATE_DIR}/projects"
+_RENDERED_BYTES = 48 * 1024 * 1024
+_STATE_FILES = 60_000
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    """A project page to serve and how it was obtained."""
+
+    state: ProjectState
+    local_only: bool
+    cache: CacheStatus
+
+
+@dataclass(frozen=True, slots=True)
+class FileHit:
+    """A file present in the store."""
+
+    path: Path
+    size: int
+
+
+class Mirror:
+    """Pages and files for the web layer; one instance per server."""
+
+    def __init__(
+        self,
+        store: Store,
+        client: UpstreamClient | None,
+        upstreams: tuple[str, ...],
+        *,
+        ttl: float,
+        metrics: Metrics,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.upstreams = upstreams
+        self.ttl = ttl
+        self.metrics = metrics
+        self._states: OrderedDict[NormalizedName, ProjectState] = OrderedDict()
+        self._refreshes: dict[NormalizedName, asyncio.Task[ProjectState | None]] = {}
+        self._downloads: dict[StoreKey, Download] = {}
+        self._recording: dict[StoreKey, asyncio.Task[object]] = {}
+        self._locks: dict[NormalizedName, asyncio.Lock] = {}
+        self._rendered: OrderedDict[tuple[str, int, bool, str], RenderedPage] = OrderedDict()
+        self._rendered_bytes = 0
+        self._local_projects: set[str] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    @property
+    def offline(self) -> bool:
+        """Whether upstream is never contacted."""
+        return self.client is None
+
+    async def start(self) -> None:
+        """Learn which projects have local files (from the stored states)."""
+        async for key in self.store.list(_STATES + "/"):
+            data = await self.store.read(key)
+            if data is None:
+                continue
+            try:
+                state = ProjectState.from_json(data)
+            except (ValueError, KeyError, TypeError):
+                logger.warning("ignoring unreadable state %s", key)
+                continue
+            if state.local:
+                self._local_projects.add(state.name)
+                self.metrics.cached_files += len(state.local)
+        self.metrics.cached_projects = len(self._local_projects)
+
+    async def aclose(self) -> None:
+        """Wait for downloads in flight, so files are committed before the process ends."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=30)
+
+    # -- pages ------------------------------------------------------------
+
+    async def project(self, name: NormalizedName) -> PageResult | None:
+        """The page for ``name``, or ``None`` when no upstream (or, offline, no local file) has it.
+
+        :raises UpstreamError: no upstream answered and nothing is cached.
+        """
+        state = await self._load(name)
+        if self.offline:
+            return PageResult(state, local_only=True, cache="offline") if state and state.local else None
+        if state is not None and time.time() - state.fetched_at < self.ttl:
+            self.metrics.hits += 1
+            return PageResult(state, local_only=False, cache="hit")
+        try:
+            fresh = await self._refresh(name)
+        except UpstreamError as exc:
+            self.metrics.upstream_errors += 1
+            if state is None:
+                raise
+            logger.warning("serving %s stale: %s", name, exc)
+            self.metrics.stale_serves += 1
+            return PageResult(state, local_only=True, cache="stale")
+        if fresh is None:
+            return None
+        cache: CacheStatus = "hit" if state is not None and fresh.generation == state.generation else "miss"
+        self.metrics.hits += cache == "hit"
+        self.metrics.misses += cache == "miss"
+        return PageResult(fresh, local_only=False, cache=cache)
+
+    def rendered(self, result: PageResult, fmt: Format) -> RenderedPage:
+        """``result`` as ``fmt``, rendered and compressed once per state generation."""
+        state = result.state
+        key = (state.name, state.generation, result.local_only, fmt)
+        page = self._rendered.get(key)
+        if page is not None:
+            self._rendered.move_to_end(key)
+            return page
+        files = page_files(state, local_only=result.local_only)
+        body = render_project_json(state, files) if fmt == "json" else render_project_html(state, files)
+        page = RenderedPage.of(body, CONTENT_TYPES[fmt])
+        self._rendered[key] = page
+        self._rendered_bytes += len(page.body) + len(page.gzipped)
+        while self._rendered_bytes > _RENDERED_BYTES and len(self._rendered) > 1:
+            _, old = self._rendered.popitem(last=False)
+            self._rendered_bytes -= len(old.body) + len(old.gzipped)
+        return page
+
+    def root_names(self) -> list[str]:
+        """Projects with local files: a proxy does not list all of upstream."""
+        return sorted(self._local_projects)
+
+    async def _refresh(self, name: NormalizedName) -> ProjectState | None:
+        task = self._refreshes.get(name)
+        if task is None:
+            task = asyncio.create_task(self._fetch(name))
+            self._refreshes[name] = task
+            task.add_done_callback(lambda _: self._refreshes.pop(name, None))
+        return await asyncio.shield(task)
+
+    async def _fetch(self, name: NormalizedName) -> ProjectState | None:
+        assert self.client is not None  # noqa: S101 (only called online)
+        old = await self._load(name)
+        for index in self.upstreams:
+            etag = old.etag if old is not None and old.upstream == index else None
+            started = time.monotonic()
+            answer = await self.client.fetch_project(index, name, etag)
+            elapsed = (time.monotonic() - started) * 1000
+            logger.info("upstream %s%s/ -> %s (%.0f ms)", index, name, type(answer).__name__, elapsed)
+            if isinstance(answer, NotFound):
+                continue
+            if isinstance(answer, NotModified):
+                assert old is not None  # noqa: S101 (no etag was sent without a state)
+                old.fetched_at = time.time()
+                return old
+            return await self._adopt(name, old, answer)
+        return None
+
+    async def _adopt(self, name: NormalizedName, old: ProjectState | None, new: ProjectState) -> ProjectState:
+        """Take a fresh upstream page, keeping what is local."""
+        async with self._lock(name):
+            if old is not None:
+                new.local = old.local
+                new.generation = old.generation + 1
+            self._remember(new)
+            await self._save(new)
+            if new.local:
+                await self._write_tree(new)
+        return new
+
+    # -- files --------------------------------------------------------------
+
+    async def find(self, path: str) -> tuple[ProjectState, FileEntry] | None:
+        """The project and upstream entry of a served file path, refreshing a stale page once."""
+        name = project_of_path(path)
+        if name is None:
+            return None
+        state = await self._load(name)
+        entry = state.file_by_path(path) if state is not None else None
+        if entry is None and not self.offline:
+            with contextlib.suppress(UpstreamError):
+                result = await self.project(name)
+                state = result.state if result is not None else None
+                entry = state.file_by_path(path) if state is not None else None
+        if state is None or entry is None:
+            return None
+        return state, entry
+
+    async def local_file(self, state: ProjectState, entry: FileEntry) -> FileHit | None:
+        """The file from the store, when it is there."""
+        if entry["filename"] not in state.local:
+            return None
+        key = _key_of(entry)
+        stored = await self.store.stat(key)
+        path = self.store.local_path(key)
+        if stored is None or path is None:
+            return None
+        self.metrics.hits += 1
+        return FileHit(path, stored.size)
+
+    def download(self, state: ProjectState, entry: FileEntry) -> Download | None:
+        """The download of a file not in the store, started if no one started it; ``None`` offline."""
+        if self.client is None:
+            return None
+        key = _key_of(entry)
+        running = self._downloads.get(key)
+        if running is not None:
+            return running
+        size = entry.get("size")
+        download = Download(
+            entry["url"],
+            key,
+            self.store,
+            size=size if isinstance(size, int) else None,
+            sha256=(entry.get("hashes") or {}).get("sha256"),
+        )
+        self._downloads[key] = download
+        self.metrics.misses += 1
+        task: asyncio.Task[object] = asyncio.create_task(self._run_download(state, entry, download))
+        self._tasks.add(task)
+        self._recording[key] = task
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._recording.pop(key, None))
+        return download
+
+    async def _run_download(self, state: ProjectState, entry: FileEntry, download: Download) -> None:
+        assert self.client is not None  # noqa: S101
+        started = time.monotonic()
+        try:
+            stored = await download.run(self.client, self.store)
+        except (UpstreamError, IntegrityError, OSError) as exc:
+            self.metrics.upstream_errors += isinstance(exc, UpstreamError)
+            logger.warning("download of %s failed: %s", download.url, exc)
+            return
+        finally:
+            self._downloads.pop(download.key, None)
+            self.metrics.bytes_fetched += download.written
+        assert download.digest is not None  # noqa: S101
+        logger.info(
+            "cached %s (%d bytes, %.0f ms)", download.key, stored.size, (time.monotonic() - started) * 1000
+        )
+        metadata_sha256 = None
+        if entry["filename"].endswith(".whl") and not entry.get("core-metadata"):
+            metadata_sha256 = await self._extract_and_store_metadata(entry)
+        local = LocalFile(download.digest, stored.size, metadata_sha256)
+        await self._add_local(state.name, entry["filename"], local)
+
+    async def _extract_and_store_metadata(self, entry: FileEntry) -> str | None:
+        """Store the wheel's METADATA as ``<file>.metadata`` (PEP 658) and return its sha256."""
+        path = self.store.local_path(_key_of(entry))
+        data = await asyncio.to_thread(_extract_metadata, path) if path is not None else None
+        if data is None:
+            return None
+        await self.store.put(StoreKey(_key_of(entry) + ".metadata"), data)
+        return hashlib.sha256(data).hexdigest()
+
+    async def metadata(self, state: ProjectState, entry: FileEntry) -> bytes | None:
+        """The core metadata of a distribution: upstream's, or extracted from the cached wheel.
+
+        :raises UpstreamError, IntegrityError: it could not be fetched or verified.
+        """
+        key = StoreKey(_key_of(entry) + ".metadata")
+        cached = await self.store.read(key)
+        if cached is not None:
+            return cached
+        declared = entry.get("core-metadata")
+        if declared and self.client is not None:
+            expected = declared.get("sha256") if isinstance(declared, dict) else None
+            data = b"".join([chunk async for chunk in self.client.stream(entry["url"] + ".metadata")])
+            await self.store.put(key, data, sha256=expected)
+            return data
+        if not entry["filename"].endswith(".whl"):
+            return None
+        if entry["filename"] not in state.local:
+            download = self.download(state, entry)
+            if download is None:
+                return None
+            await self.settled(download)
+            if download.error is not None:
+                raise download.error
+        return await self.store.read(key)
+
+    async def settled(self, download: Download) -> None:
+        """Wait until ``download`` has ended and, if it succeeded, been recorded with its metadata."""
+        task = self._recording.get(download.key)
+        if task is not None:
+            await asyncio.shield(task)
+        await download.done.wait()
+
+    # -- state and the static tree --------------------------------------------
+
+    async def _add_local(self, name: NormalizedName, filename: str, local: LocalFile) -> None:
+        async with self._lock(name):
+            state = await self._load_required(name)
+            if filename not in state.local:
+                self.metrics.cached_files += 1
+            state.local[filename] = local
+            state.generation += 1
+            await self._save(state)
+            await self._write_tree(state)
+
+    async def _write_tree(self, state: ProjectState) -> None:
+        files = page_files(state, local_only=True)
+        await self.store.put(StoreKey(f"{state.name}/index.html"), render_tree_html(state, files))
+        if state.name not in self._local_projects:
+            self._local_projects.add(state.name)
+            self.metrics.cached_projects = len(self._local_projects)
+            await self.store.put(StoreKey("index.html"), render_root_html(sorted(self._local_projects)))
+
+    async def _load(self, name: NormalizedName) -> ProjectState | None:
+        state = self._states.get(name)
+        if state is not None:
+            self._states.move_to_end(name)
+            return state
+        data = await self.store.read(StoreKey(f"{_STATES}/{name}.json"))
+        if data is None:
+            return None
+        try:
+            state = ProjectState.from_json(data)
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignoring unreadable state of %s", name)
+            return None
+        self._remember(state)
+        return state
+
+    async def _load_required(self, name: NormalizedName) -> ProjectState:
+        state = await self._load(name)
+        if state is None:
+            raise UnusablePage(f"no state for {name}")
+        return state
+
+    def _remember(self, state: ProjectState) -> None:
+        self._states[state.name] = state
+        self._states.move_to_end(state.name)
+        while len(self._states) > 1 and sum(len(s.files) for s in self._states.values()) > _STATE_FILES:
+            self._states.popitem(last=False)
+
+    async def _save(self, state: ProjectState) -> None:
+        await self.store.put(StoreKey(f"{_STATES}/{state.name}.json"), state.to_json())
+
+    def _lock(self, name: NormalizedName) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+
+def _key_of(entry: FileEntry) -> StoreKey:
+    return StoreKey(local_path_of(entry["url"], entry["filename"]).lstrip("/"))
+
+
+def _extract_metadata(path: Path) -> bytes | None:
+    """``*.dist-info/METADATA`` of a wheel, byte for byte."""
+    try:
+        with zipfile.ZipFile(path) as wheel:
+            names = [n for n in wheel.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+            return wheel.read(names[0]) if len(names) == 1 else None
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return None

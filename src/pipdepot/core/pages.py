@@ -1,0 +1,226 @@
+"""Simple API pages (PEP 503 HTML, PEP 691 JSON), content negotiation, compression. Pure.
+
+A page is rendered once per state generation and kept, compressed, by the
+caller; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass
+from html import escape
+from typing import TYPE_CHECKING, Literal
+
+from pipdepot.core.project import JSON_TYPE, local_path_of, versions_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from pipdepot.core.project import FileEntry, LocalFile, ProjectState
+
+__all__ = [
+    "HTML_TYPE",
+    "JSON_TYPE",
+    "Format",
+    "RenderedPage",
+    "negotiate",
+    "page_files",
+    "render_project_html",
+    "render_project_json",
+    "render_root_html",
+    "render_root_json",
+    "render_tree_html",
+]
+
+HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+API_VERSION = "1.4"
+LEGACY_API_VERSION = "1.0"
+
+Format = Literal["json", "html", "text/html"]
+_OFFERS: dict[str, Format] = {JSON_TYPE: "json", HTML_TYPE: "html", "text/html": "text/html"}
+_ALIASES = {
+    "application/vnd.pypi.simple.latest+json": JSON_TYPE,
+    "application/vnd.pypi.simple.latest+html": HTML_TYPE,
+}
+CONTENT_TYPES: dict[Format, str] = {"json": JSON_TYPE, "html": HTML_TYPE, "text/html": "text/html"}
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPage:
+    """One representation of a page, with its gzip form made once."""
+
+    body: bytes
+    gzipped: bytes
+    content_type: str
+    etag: str
+
+    @classmethod
+    def of(cls, body: bytes, content_type: str) -> RenderedPage:
+        """Compress and fingerprint ``body``."""
+        digest = hashlib.blake2b(body, digest_size=12).hexdigest()
+        return cls(body, gzip.compress(body, compresslevel=6, mtime=0), content_type, f'"{digest}"')
+
+
+def negotiate(accept: str | None, format_param: str | None) -> Format | None:
+    """Pick the representation for ``Accept`` (q-values honoured) or ``?format=``.
+
+    ``None`` means nothing acceptable (406). No ``Accept`` or only wildcards gives
+    ``text/html``, as PyPI does, so browsers and curl see HTML.
+
+    >>> negotiate("application/vnd.pypi.simple.v1+json, text/html;q=0.01", None)
+    'json'
+    >>> negotiate(None, None)
+    'text/html'
+    """
+    if format_param is not None:
+        return _OFFERS.get(_ALIASES.get(format_param, format_param))
+    if not accept:
+        return "text/html"
+    best: tuple[float, int, int] | None = None
+    chosen: Format | None = None
+    for preference, (offer, fmt) in enumerate(reversed(_OFFERS.items())):
+        for media, q in _parse_accept(accept):
+            exact = _ALIASES.get(media, media) == offer
+            wildcard = media == "*/*" or (media.endswith("/*") and offer.startswith(media[:-1]))
+            if not (exact or wildcard) or q <= 0:
+                continue
+            score = (q, 1 if exact else 0, preference if exact else -preference)
+            if best is None or score > best:
+                best, chosen = score, fmt
+    return chosen
+
+
+def _parse_accept(accept: str) -> Iterable[tuple[str, float]]:
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if media:
+            yield media.lower(), q
+
+
+def page_files(state: ProjectState, *, local_only: bool) -> list[FileEntry]:
+    """The entries a page lists: all of upstream's, or only files present locally.
+
+    Entries get the local metadata hash when pipdepot extracted the metadata itself.
+    """
+    files = []
+    for entry in state.files:
+        local = state.local.get(entry["filename"])
+        if local_only and local is None:
+            continue
+        files.append(_with_local(entry, local))
+    return files
+
+
+def _with_local(entry: FileEntry, local: LocalFile | None) -> FileEntry:
+    if local is None:
+        return entry
+    updated = dict(entry)
+    if not updated.get("core-metadata") and local.metadata_sha256:
+        updated["core-metadata"] = {"sha256": local.metadata_sha256}
+    if "size" not in updated:
+        updated["size"] = local.size
+    hashes = dict(updated.get("hashes") or {})
+    hashes.setdefault("sha256", local.sha256)
+    updated["hashes"] = hashes
+    return updated
+
+
+def render_project_json(state: ProjectState, files: list[FileEntry]) -> bytes:
+    """PEP 691 JSON; api-version 1.4 when every file has a size (PEP 700), else 1.0."""
+    served = []
+    for entry in files:
+        item = dict(entry)
+        item["url"] = local_path_of(entry["url"], entry["filename"])
+        item.setdefault("hashes", {})
+        served.append(item)
+    version = API_VERSION if all("size" in f for f in served) else LEGACY_API_VERSION
+    document = {"meta": {"api-version": version}, "name": state.name}
+    document.update({k: v for k, v in state.extra.items() if k != "versions"})
+    document["versions"] = sorted(set(state.extra.get("versions", [])) | set(versions_of(files)))
+    document["files"] = served
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def render_project_html(state: ProjectState, files: list[FileEntry]) -> bytes:
+    """PEP 503 HTML with every attribute the data allows; links are absolute paths (``/packages/...``)."""
+    return _html(state, files, lambda entry: local_path_of(entry["url"], entry["filename"]))
+
+
+def render_tree_html(state: ProjectState, files: list[FileEntry]) -> bytes:
+    """The static tree's ``<project>/index.html``: relative links, so ``file://`` and nginx work."""
+    return _html(state, files, lambda entry: ".." + local_path_of(entry["url"], entry["filename"]))
+
+
+def _html(state: ProjectState, files: list[FileEntry], href_of: Callable[[FileEntry], str]) -> bytes:
+    name = escape(state.name)
+    lines = [
+        "<!DOCTYPE html>",
+        "<html>",
+        "<head>",
+        f'<meta name="pypi:repository-version" content="{API_VERSION}">',
+    ]
+    status = state.extra.get("project-status")
+    if isinstance(status, dict) and status.get("status"):
+        lines.append(f'<meta name="pypi:project-status" content="{escape(str(status["status"]))}">')
+        if status.get("reason"):
+            lines.append(
+                f'<meta name="pypi:project-status-reason" content="{escape(str(status["reason"]))}">'
+            )
+    lines += [f"<title>Links for {name}</title>", "</head>", "<body>", f"<h1>Links for {name}</h1>"]
+    lines.extend(_anchor(entry, href_of(entry)) for entry in files)
+    lines += ["</body>", "</html>", ""]
+    return "\n".join(lines).encode()
+
+
+def _anchor(entry: FileEntry, href: str) -> str:
+    hashes = entry.get("hashes") or {}
+    fragment = ""
+    for algorithm in ("sha256", "sha384", "sha512", "sha224", "sha1", "md5"):
+        if algorithm in hashes:
+            fragment = f"#{algorithm}={hashes[algorithm]}"
+            break
+    attributes = [f'href="{escape(href + fragment)}"']
+    if entry.get("requires-python"):
+        attributes.append(f'data-requires-python="{escape(str(entry["requires-python"]))}"')
+    yanked = entry.get("yanked")
+    if yanked:
+        attributes.append("data-yanked" if yanked is True else f'data-yanked="{escape(str(yanked))}"')
+    metadata = entry.get("core-metadata")
+    if metadata:
+        value = (
+            f"sha256={metadata['sha256']}" if isinstance(metadata, dict) and "sha256" in metadata else "true"
+        )
+        attributes.append(f'data-core-metadata="{value}"')
+        attributes.append(f'data-dist-info-metadata="{value}"')
+    if "gpg-sig" in entry and entry["gpg-sig"] is not None:
+        attributes.append(f'data-gpg-sig="{"true" if entry["gpg-sig"] else "false"}"')
+    if entry.get("provenance"):
+        attributes.append(f'data-provenance="{escape(str(entry["provenance"]))}"')
+    return f"<a {' '.join(attributes)}>{escape(entry['filename'])}</a><br>"
+
+
+def render_root_html(names: Iterable[str]) -> bytes:
+    """The root page: one link per project, relative, so it works served and static."""
+    links = "\n".join(f'<a href="{escape(n)}/">{escape(n)}</a><br>' for n in names)
+    head = f'<meta name="pypi:repository-version" content="{API_VERSION}"><title>Simple index</title>'
+    return f"<!DOCTYPE html>\n<html>\n<head>{head}</head>\n<body>\n{links}\n</body>\n</html>\n".encode()
+
+
+def render_root_json(names: Iterable[str]) -> bytes:
+    """The root page as PEP 691 JSON."""
+    document = {"meta": {"api-version": API_VERSION}, "projects": [{"name": n} for n in names]}
+    return json.dumps(document, separators=(",", ":")).encode()

@@ -1,0 +1,218 @@
+"""A project's page as pipdepot keeps it: upstream's PEP 691 data, plus what is local.
+
+Upstream's file entries are kept as the JSON objects upstream sent (or, for an
+HTML upstream, as the JSON objects PEP 691 defines for the same data), so every
+field upstream gives survives, known to pipdepot or not. Only ``url`` is made
+absolute. :func:`local_path_of` maps an upstream file URL to the path pipdepot
+serves it at, which keeps upstream's path (``/packages/...`` for PyPI).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import unquote, urljoin, urlsplit
+
+from pipdepot.core.names import project_of_filename, version_of_filename
+
+if TYPE_CHECKING:
+    from pipdepot.core.names import NormalizedName
+
+__all__ = [
+    "JSON_TYPE",
+    "FileEntry",
+    "LocalFile",
+    "ProjectState",
+    "UnusablePage",
+    "local_path_of",
+    "parse_upstream_page",
+    "project_of_path",
+    "versions_of",
+]
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+FileEntry = dict[str, Any]
+_STATE_FORMAT = 1
+_FORBIDDEN_SEGMENTS = frozenset({"", ".", ".."})
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class UnusablePage(ValueError):  # noqa: N818 (reads as a sentence: raise UnusablePage)
+    """Upstream answered with something that is not a project page."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """A file of the project present in the store, and its verified digests."""
+
+    sha256: str
+    size: int
+    metadata_sha256: str | None = None
+
+
+@dataclass(slots=True)
+class ProjectState:
+    """Everything known about one project: upstream's page and the local files."""
+
+    name: NormalizedName
+    upstream: str
+    files: list[FileEntry]
+    extra: dict[str, Any] = field(default_factory=dict)
+    etag: str | None = None
+    fetched_at: float = 0.0
+    local: dict[str, LocalFile] = field(default_factory=dict)
+    #: Bumped on every change, so rendered pages know they are stale.
+    generation: int = 0
+    _by_path: dict[str, FileEntry] | None = field(default=None, repr=False, compare=False)
+
+    def file_by_path(self, path: str) -> FileEntry | None:
+        """The entry served at ``path`` (``/packages/...``)."""
+        if self._by_path is None:
+            self._by_path = {local_path_of(e["url"], e["filename"]): e for e in self.files}
+        return self._by_path.get(path)
+
+    def to_json(self) -> bytes:
+        """The state as stored beside the mirror tree."""
+        return json.dumps(
+            {
+                "format": _STATE_FORMAT,
+                "name": self.name,
+                "upstream": self.upstream,
+                "etag": self.etag,
+                "fetched_at": self.fetched_at,
+                "extra": self.extra,
+                "files": self.files,
+                "local": {
+                    name: {"sha256": f.sha256, "size": f.size, "metadata_sha256": f.metadata_sha256}
+                    for name, f in self.local.items()
+                },
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ProjectState:
+        """Read a stored state.
+
+        :raises ValueError: it is not one.
+        """
+        raw = json.loads(data)
+        if raw.get("format") != _STATE_FORMAT:
+            raise ValueError(f"unknown state format {raw.get('format')!r}")
+        return cls(
+            name=raw["name"],
+            upstream=raw["upstream"],
+            files=raw["files"],
+            extra=raw["extra"],
+            etag=raw["etag"],
+            fetched_at=float(raw["fetched_at"]),
+            local={name: LocalFile(**value) for name, value in raw["local"].items()},
+        )
+
+
+def local_path_of(url: str, filename: str) -> str:
+    """The path pipdepot serves an upstream file at; upstream's own path when it is ``/packages/...``.
+
+    :raises UnusablePage: the URL's path could escape the tree or does not end in ``filename``.
+
+    >>> local_path_of("https://files.example/packages/ab/cd/ef/x-1.0.tar.gz", "x-1.0.tar.gz")
+    '/packages/ab/cd/ef/x-1.0.tar.gz'
+    >>> local_path_of("http://m:8080/root/+f/1/x-1.0.tar.gz", "x-1.0.tar.gz")
+    '/packages/+/m:8080/root/+f/1/x-1.0.tar.gz'
+    """
+    parts = urlsplit(url)
+    segments = [unquote(s) for s in parts.path.split("/")[1:]]
+    if any(s in _FORBIDDEN_SEGMENTS or "/" in s or "\\" in s or "\0" in s for s in segments):
+        raise UnusablePage(f"unusable file URL path {parts.path!r}")
+    if not segments or segments[-1] != filename:
+        raise UnusablePage(f"file URL {parts.path!r} does not end in its filename {filename!r}")
+    if segments[0] == "packages":
+        return "/" + "/".join(segments)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return "/packages/+/" + "/".join([host, *segments])
+
+
+def parse_upstream_page(
+    name: NormalizedName, body: bytes, content_type: str, page_url: str, upstream: str
+) -> ProjectState:
+    """Turn upstream's project page (PEP 691 JSON or PEP 503 HTML) into a :class:`ProjectState`.
+
+    :raises UnusablePage: the body is not a project page.
+    """
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == JSON_TYPE:
+        files, extra = _from_json(body, page_url)
+    elif media in {"text/html", "application/vnd.pypi.simple.v1+html"}:
+        files, extra = _from_html(name, body, page_url)
+    else:
+        raise UnusablePage(f"unexpected content type {content_type!r}")
+    for entry in files:
+        local_path_of(entry["url"], entry["filename"])  # validates every URL up front
+    return ProjectState(name=name, upstream=upstream, files=files, extra=extra, fetched_at=time.time())
+
+
+def _from_json(body: bytes, page_url: str) -> tuple[list[FileEntry], dict[str, Any]]:
+    try:
+        data = json.loads(body)
+        major = str(data["meta"]["api-version"]).split(".", 1)[0]
+        files = data["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UnusablePage(f"not a PEP 691 project page: {exc}") from exc
+    if major != "1" or not isinstance(files, list):
+        raise UnusablePage(f"unsupported api-version {data['meta'].get('api-version')!r}")
+    entries: list[FileEntry] = []
+    for item in files:
+        if not isinstance(item, dict) or not isinstance(item.get("filename"), str) or "url" not in item:
+            raise UnusablePage("a file entry lacks filename or url")
+        entry = dict(item)
+        entry["url"] = urljoin(page_url, str(item["url"]))
+        if "core-metadata" not in entry and "dist-info-metadata" in entry:
+            entry["core-metadata"] = entry["dist-info-metadata"]
+        entry.pop("dist-info-metadata", None)
+        entries.append(entry)
+    extra = {k: v for k, v in data.items() if k not in {"meta", "name", "files"}}
+    return entries, extra
+
+
+def _from_html(name: NormalizedName, body: bytes, page_url: str) -> tuple[list[FileEntry], dict[str, Any]]:
+    from pypi_simple import ProjectPage  # noqa: PLC0415 (bs4 is slow to import; HTML upstreams are rare)
+
+    try:
+        page = ProjectPage.from_html(name, body, base_url=page_url)
+    except Exception as exc:  # pypi-simple raises from bs4 and its own checks alike
+        raise UnusablePage(f"not a PEP 503 project page: {exc}") from exc
+    entries: list[FileEntry] = []
+    for package in page.packages:
+        entry: FileEntry = {"filename": package.filename, "url": package.url, "hashes": dict(package.digests)}
+        if package.requires_python is not None:
+            entry["requires-python"] = package.requires_python
+        entry["yanked"] = (package.yanked_reason or True) if package.is_yanked else False
+        if package.has_metadata:
+            entry["core-metadata"] = dict(package.metadata_digests or {}) or True
+        if package.has_sig is not None:
+            entry["gpg-sig"] = package.has_sig
+        if package.provenance_url is not None:
+            entry["provenance"] = package.provenance_url
+        entries.append(entry)
+    extra: dict[str, Any] = {}
+    if page.status is not None:
+        extra["project-status"] = {"status": page.status}
+        if page.status_reason:
+            extra["project-status"]["reason"] = page.status_reason
+    return entries, extra
+
+
+def versions_of(files: list[FileEntry]) -> list[str]:
+    """The versions the files belong to, for PEP 700's ``versions``."""
+    found = {version_of_filename(cast("str", entry["filename"])) for entry in files}
+    return sorted(v for v in found if v is not None)
+
+
+def project_of_path(path: str) -> NormalizedName | None:
+    """The project a served file path belongs to, from its filename."""
+    return project_of_filename(path.rsplit("/", 1)[-1].removesuffix(".metadata"))

@@ -1,0 +1,121 @@
+"""Talking to upstream indexes: project pages (conditional) and file streams.
+
+Every failure to get an answer (refused, timeout, 5xx, garbage) becomes
+:class:`UpstreamError`; a 404 or 410 is an answer, "no such project here".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from pipdepot.core.project import parse_upstream_page
+from pipdepot.core.urls import redact_url
+from pipdepot.errors import UpstreamError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from pipdepot.core.names import NormalizedName
+    from pipdepot.core.project import ProjectState
+
+__all__ = ["NotFound", "NotModified", "UpstreamClient"]
+
+_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+_CHUNK = 256 * 1024
+_ATTEMPTS = 3
+_RETRY_STATUS = frozenset({500, 502, 503, 504})
+_MAX_PAGE = 256 * 1024 * 1024
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    """The upstream has no such project."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotModified:
+    """The page did not change since the ETag we sent."""
+
+
+class _Retryable(Exception):
+    """A failure worth one more try: a refused or reset connection, a 5xx."""
+
+
+class UpstreamClient:
+    """One HTTP session for all upstreams; its lifetime is the server's."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, timeout: float) -> None:
+        self.session = session
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+
+    async def fetch_project(
+        self, index: str, name: NormalizedName, etag: str | None
+    ) -> ProjectState | NotFound | NotModified:
+        """``index``'s page for ``name``.
+
+        :raises UpstreamError: no usable answer.
+        """
+        url = index.rstrip("/") + f"/{name}/"
+        headers = {"Accept": _ACCEPT}
+        if etag:
+            headers["If-None-Match"] = etag
+        for attempt in range(_ATTEMPTS):
+            try:
+                return await self._fetch_project(url, index, name, headers)
+            except _Retryable as exc:
+                if attempt + 1 == _ATTEMPTS:
+                    raise UpstreamError(f"{redact_url(url)}: {exc}") from exc
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError  # pragma: no cover
+
+    async def _fetch_project(
+        self, url: str, index: str, name: NormalizedName, headers: dict[str, str]
+    ) -> ProjectState | NotFound | NotModified:
+        try:
+            async with self.session.get(url, headers=headers, timeout=self.timeout) as response:
+                if response.status == 304:
+                    return NotModified()
+                if response.status in {404, 410}:
+                    return NotFound()
+                if response.status in _RETRY_STATUS:
+                    raise _Retryable(f"HTTP {response.status}")
+                if response.status != 200:
+                    raise UpstreamError(f"{redact_url(url)}: HTTP {response.status}")
+                if (response.content_length or 0) > _MAX_PAGE:
+                    raise UpstreamError(f"{redact_url(url)}: a page of {response.content_length} bytes")
+                body = await response.read()
+                state = parse_upstream_page(
+                    name, body, response.headers.get("Content-Type", ""), str(response.url), index
+                )
+                state.etag = response.headers.get("ETag")
+                return state
+        except TimeoutError as exc:  # a hanging upstream is not worth waiting for twice
+            raise UpstreamError(f"{redact_url(url)}: timed out") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise UpstreamError(f"{redact_url(url)}: {type(exc).__name__}: {exc}") from exc
+
+    async def stream(self, url: str) -> AsyncIterator[bytes]:
+        """The bytes of ``url``, as they arrive.
+
+        :raises UpstreamError: no answer, a non-200 status, or a broken transfer.
+        """
+        try:
+            async with self.session.get(
+                url, headers={"Accept-Encoding": "identity"}, timeout=self.timeout
+            ) as response:
+                if response.status != 200:
+                    raise UpstreamError(f"{redact_url(url)}: HTTP {response.status}")
+                async for chunk in response.content.iter_chunked(_CHUNK):
+                    yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"{redact_url(url)}: {type(exc).__name__}: {exc}") from exc

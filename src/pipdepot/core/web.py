@@ -1,0 +1,250 @@
+"""The HTTP face of the mirror: the only module that knows aiohttp's server side.
+
+Routes: ``/`` and ``/simple/`` (root), ``/simple/<name>/`` and ``/<name>/``
+(project pages, so both the seed's bare URL and ``/simple/`` work as an index
+URL), ``/packages/...`` (files, ``.metadata``), ``/+health``, ``/+metrics``,
+``/+status``. Bad input is answered with a 4xx before it reaches the mirror.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from pipdepot import __version__
+from pipdepot.core.names import normalize_project
+from pipdepot.core.pages import CONTENT_TYPES, RenderedPage, negotiate, render_root_html, render_root_json
+from pipdepot.core.store import IntegrityError
+from pipdepot.errors import UpstreamError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
+
+    from aiohttp.web_request import BaseRequest
+    from aiohttp.web_response import StreamResponse
+
+    from pipdepot.core.mirror import Mirror
+    from pipdepot.core.project import FileEntry, ProjectState
+
+__all__ = ["AccessLogger", "create_app"]
+
+logger = logging.getLogger("pipdepot.access")
+
+_MAX_PATH = 1024
+_PAGE_CACHE = "max-age=60, public"
+_FILE_CACHE = "max-age=365000000, immutable, public"
+_CACHE_HEADER = "X-Pipdepot-Cache"
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def create_app(mirror: Mirror, *, describe: dict[str, object]) -> web.Application:
+    """The aiohttp application serving ``mirror``; ``describe`` goes into ``/+status``."""
+    app = web.Application(middlewares=[_guard])
+    routes = _Routes(mirror, describe)
+    app.router.add_route("*", "/{tail:.*}", routes.dispatch)
+    return app
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request once it is sent: method, path, status, bytes, cache, milliseconds."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        """Write the line (aiohttp calls this after the last byte)."""
+        self.logger.info(
+            "%s %s %d %d %s %.1fms",
+            request.method,
+            request.path_qs,
+            response.status,
+            response.body_length,
+            response.headers.get(_CACHE_HEADER, "-"),
+            time * 1000,
+        )
+
+
+@web.middleware
+async def _guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Refuse what could name a file outside the mirror, before anything else looks at it."""
+    raw = request.rel_url.raw_path
+    if len(raw) > _MAX_PATH:
+        return _text(414, "path too long")
+    lowered = raw.lower()
+    if any(bad in lowered for bad in ("%2f", "%5c", "%00", "\\")) or "\0" in request.path:
+        return _text(400, "encoded slashes, backslashes and NUL are not allowed in paths")
+    if any(segment in {".", ".."} for segment in request.path.split("/")):
+        return _text(400, "'.' and '..' are not allowed in paths")
+    if request.method not in {"GET", "HEAD"}:
+        return _text(405, "only GET and HEAD", headers={"Allow": "GET, HEAD"})
+    return await handler(request)
+
+
+class _Routes:
+    def __init__(self, mirror: Mirror, describe: dict[str, object]) -> None:
+        self.mirror = mirror
+        self.describe = describe
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path in {"/", "/simple/"}:
+            return self.root(request)
+        if path == "/simple":
+            return _redirect(request, "/simple/")
+        if path.startswith("/+"):
+            return self.operations(path)
+        if path.startswith("/packages/") and path != "/packages/":
+            return await self.file(request, path)
+        prefix = "/simple/" if path.startswith("/simple/") else "/"
+        return await self.project(request, prefix, path[len(prefix) :])
+
+    def root(self, request: web.Request) -> web.StreamResponse:
+        fmt = negotiate(request.headers.get("Accept"), request.query.get("format"))
+        if fmt is None:
+            return _not_acceptable()
+        names = self.mirror.root_names()
+        body = render_root_json(names) if fmt == "json" else render_root_html(names)
+        return self.page(request, RenderedPage.of(body, CONTENT_TYPES[fmt]), "hit")
+
+    async def project(self, request: web.Request, prefix: str, rest: str) -> web.StreamResponse:
+        typed = rest.removesuffix("/")
+        name = normalize_project(typed)
+        if name is None or "/" in typed:
+            return _text(404, "not a project name")
+        if typed != name or not rest.endswith("/"):
+            return _redirect(request, f"{prefix}{name}/")
+        fmt = negotiate(request.headers.get("Accept"), request.query.get("format"))
+        if fmt is None:
+            return _not_acceptable()
+        try:
+            result = await self.mirror.project(name)
+        except UpstreamError as exc:
+            return _text(502, f"upstream unavailable and {name} is not cached: {exc}")
+        if result is None:
+            return _text(404, f"no project named {name}")
+        return self.page(request, self.mirror.rendered(result, fmt), result.cache)
+
+    def page(self, request: web.Request, page: RenderedPage, cache: str) -> web.StreamResponse:
+        gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+        etag = page.etag[:-1] + '-gz"' if gzipped else page.etag
+        headers = {
+            "Vary": "Accept, Accept-Encoding",
+            "ETag": etag,
+            "Cache-Control": _PAGE_CACHE,
+            _CACHE_HEADER: cache,
+        }
+        if etag in _etags(request.headers.get("If-None-Match", "")):
+            return web.Response(status=304, headers=headers)
+        content_type = page.content_type + ("; charset=utf-8" if page.content_type == "text/html" else "")
+        headers["Content-Type"] = content_type
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        body = page.gzipped if gzipped else page.body
+        self.mirror.metrics.requests += 1
+        self.mirror.metrics.bytes_served += len(body) * (request.method == "GET")
+        return web.Response(body=body, headers=headers)
+
+    async def file(self, request: web.Request, path: str) -> web.StreamResponse:
+        self.mirror.metrics.requests += 1
+        is_metadata = path.endswith(".metadata")
+        found = await self.mirror.find(path.removesuffix(".metadata"))
+        if found is None:
+            return _text(404, "no such file")
+        state, entry = found
+        if is_metadata:
+            return await self.metadata(request, state, entry)
+        hit = await self.mirror.local_file(state, entry)
+        if hit is not None:
+            return self.send(request, hit.path, hit.size, "hit")
+        download = self.mirror.download(state, entry)
+        if download is None:
+            return _text(404, "not cached, and offline")
+        if request.method == "HEAD" and download.size is not None:
+            return web.Response(headers={**_file_headers("miss"), "Content-Length": str(download.size)})
+        if request.method == "HEAD" or "Range" in request.headers:
+            await self.mirror.settled(download)
+            hit = await self.mirror.local_file(state, entry)
+            if hit is None:
+                return _text(502, f"download failed: {download.error}")
+            return self.send(request, hit.path, hit.size, "miss")
+        response = web.StreamResponse(headers=_file_headers("miss"))
+        if download.size is not None:
+            response.content_length = download.size
+        await response.prepare(request)
+        try:
+            async for chunk in download.follow():
+                await response.write(chunk)
+                self.mirror.metrics.bytes_served += len(chunk)
+        except (UpstreamError, IntegrityError, OSError) as exc:
+            logger.warning("cut %s short: %s", path, exc)
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()
+        return response
+
+    async def metadata(
+        self, request: web.Request, state: ProjectState, entry: FileEntry
+    ) -> web.StreamResponse:
+        try:
+            data = await self.mirror.metadata(state, entry)
+        except (UpstreamError, IntegrityError) as exc:
+            return _text(502, f"metadata unavailable: {exc}")
+        if data is None:
+            return _text(404, "no metadata for this file")
+        headers = {**_file_headers("hit"), "Content-Type": "application/octet-stream"}
+        return web.Response(body=data, headers=headers)
+
+    def send(self, request: web.Request, path: Path, size: int, cache: str) -> web.StreamResponse:
+        """The OS's zero-copy path (sendfile), with Range, If-Range and HEAD from aiohttp."""
+        self.mirror.metrics.bytes_served += size * (request.method == "GET")
+        if_range = request.headers.get("If-Range", "")
+        if if_range.startswith(('"', "W/")):  # aiohttp only compares If-Range as a date
+            stat = path.stat()
+            ours = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+            drop = "If-Range" if if_range == ours else "Range"
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in {drop.lower()}}
+            request = request.clone(headers=headers)
+        response = web.FileResponse(path, headers=_file_headers(cache))
+        response.content_type = "application/octet-stream"
+        return response
+
+    def operations(self, path: str) -> web.StreamResponse:
+        metrics = self.mirror.metrics
+        if path == "/+health":
+            return web.json_response({"status": "ok", "offline": self.mirror.offline})
+        if path == "/+metrics":
+            return web.Response(text=metrics.prometheus(), content_type="text/plain", charset="utf-8")
+        if path == "/+status":
+            body = {"version": __version__, **self.describe, "metrics": metrics.as_dict()}
+            return web.json_response(body, dumps=lambda data: json.dumps(data, indent=1))
+        return _text(404, "no such endpoint")
+
+
+def _file_headers(cache: str) -> dict[str, str]:
+    return {"Cache-Control": _FILE_CACHE, "Accept-Ranges": "bytes", _CACHE_HEADER: cache}
+
+
+def _etags(header: str) -> set[str]:
+    return {tag.strip() for tag in header.split(",") if tag.strip()}
+
+
+def _redirect(request: web.Request, location: str) -> web.StreamResponse:
+    query = f"?{request.query_string}" if request.query_string else ""
+    return web.Response(status=301, headers={"Location": location + query})
+
+
+def _not_acceptable() -> web.StreamResponse:
+    offered = ", ".join(CONTENT_TYPES.values())
+    return _text(406, f"none of the offered types is acceptable: {offered}")
+
+
+def _text(status: int, message: str, headers: dict[str, str] | None = None) -> web.StreamResponse:
+    return web.Response(status=status, text=message + "\n", headers=headers)

@@ -1,0 +1,97 @@
+"""``pipdepot serve``: wire the store, the upstream client and the mirror to an HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from pipdepot import __version__
+from pipdepot.core.metrics import Metrics
+from pipdepot.core.mirror import Mirror
+from pipdepot.core.upstream import UpstreamClient
+from pipdepot.core.urls import redact_url
+from pipdepot.core.web import AccessLogger, create_app
+from pipdepot.errors import ConfigError
+from pipdepot.storage.filesystem import FilesystemStore
+
+if TYPE_CHECKING:
+    from pipdepot.settings import ServeSettings
+
+__all__ = ["serve"]
+
+logger = logging.getLogger("pipdepot")
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def serve(settings: ServeSettings) -> None:
+    """Run the mirror until SIGINT or SIGTERM.
+
+    :raises ConfigError: the mirror directory or the address cannot be used.
+    """
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: ServeSettings) -> None:
+    started = time.monotonic()
+    try:
+        settings.mirror_dir.mkdir(parents=True, exist_ok=True)
+        store = FilesystemStore(settings.mirror_dir)
+    except OSError as exc:
+        raise ConfigError(f"mirror directory {settings.mirror_dir}: {exc.strerror}") from exc
+    connector = aiohttp.TCPConnector(limit=64, limit_per_host=32, ttl_dns_cache=300)
+    async with aiohttp.ClientSession(
+        connector=connector, headers={"User-Agent": f"pipdepot/{__version__}"}, auto_decompress=True
+    ) as session:
+        client = None if settings.offline else UpstreamClient(session, timeout=settings.upstream_timeout)
+        metrics = Metrics()
+        mirror = Mirror(store, client, settings.upstreams, ttl=settings.ttl, metrics=metrics)
+        await mirror.start()
+        describe: dict[str, object] = {
+            "mirror_dir": str(settings.mirror_dir),
+            "upstreams": [redact_url(u) for u in settings.upstreams],
+            "offline": settings.offline,
+            "ttl": settings.ttl,
+        }
+        runner = web.AppRunner(
+            create_app(mirror, describe=describe),
+            access_log=logging.getLogger("pipdepot.access"),
+            access_log_class=AccessLogger,
+            handle_signals=False,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from exc
+        _announce(settings, time.monotonic() - started)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        logger.info("stopping")
+        await runner.cleanup()
+        await mirror.aclose()
+
+
+def _announce(settings: ServeSettings, seconds: float) -> None:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    logger.info("listening on http://%s:%d/simple/ (ready in %.2f s)", host, settings.port, seconds)
+    logger.info("storing in %s", settings.mirror_dir)
+    if settings.offline:
+        logger.info("offline: serving only what is cached, never contacting upstream")
+    else:
+        logger.info(
+            "upstreams, first that has a project serves it: %s", " ".join(map(redact_url, settings.upstreams))
+        )

@@ -1,0 +1,1 @@
+"""Store backends; each imports ``core.store``, never the reverse."""
