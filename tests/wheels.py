@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import io
+import os
+import tarfile
 import zipfile
 from typing import TYPE_CHECKING
 
@@ -21,8 +24,9 @@ def build_wheel(
     *,
     requires: tuple[str, ...] = (),
     tag: str = "py3-none-any",
+    payload: int = 0,
 ) -> Path:
-    """A pure-Python wheel whose module ``<name>`` has ``VERSION``."""
+    """A pure-Python wheel whose module ``<name>`` has ``VERSION`` (and ``payload`` random bytes)."""
     module = name.replace("-", "_")
     dist_info = f"{module}-{version}.dist-info"
     metadata = "\n".join(
@@ -35,19 +39,36 @@ def build_wheel(
         ]
     )
     wheel_meta = f"Wheel-Version: 1.0\nGenerator: pipdepot-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
-    files = {
+    files: dict[str, str | bytes] = {
         f"{module}/__init__.py": f"VERSION = {version!r}\n",
         f"{dist_info}/METADATA": metadata,
         f"{dist_info}/WHEEL": wheel_meta,
     }
-    record = [f"{path},sha256={_digest(text.encode())},{len(text.encode())}" for path, text in files.items()]
+    if payload:
+        files[f"{module}/payload.bin"] = os.urandom(payload)
+    raw = {path: text.encode() if isinstance(text, str) else text for path, text in files.items()}
+    record = [f"{path},sha256={_digest(data)},{len(data)}" for path, data in raw.items()]
     record.append(f"{dist_info}/RECORD,,")
     files[f"{dist_info}/RECORD"] = "\n".join(record) + "\n"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{module}-{version}-{tag}.whl"
+    raw[f"{dist_info}/RECORD"] = files[f"{dist_info}/RECORD"].encode()  # type: ignore[union-attr]
     with zipfile.ZipFile(path, "w") as archive:
-        for member, text in files.items():
-            archive.writestr(zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0)), text)
+        for member, data in raw.items():
+            archive.writestr(zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0)), data)
+    return path
+
+
+def build_sdist(directory: Path, name: str, version: str) -> Path:
+    """A minimal sdist (``PKG-INFO`` only): listed and served, never built by the tests."""
+    stem = f"{name.replace('-', '_')}-{version}"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{stem}.tar.gz"
+    info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    with tarfile.open(path, "w:gz") as archive:
+        member = tarfile.TarInfo(f"{stem}/PKG-INFO")
+        member.size = len(info)
+        archive.addfile(member, io.BytesIO(info))
     return path
 
 

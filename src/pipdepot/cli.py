@@ -278,7 +278,8 @@ def chroot_command(root: Path, command: tuple[str, ...], env_pairs: tuple[str, .
 @click.option(
     "--ttl",
     metavar="SECONDS",
-    help="Refresh a cached project page from upstream when older than this. [env: PIPDEPOT_TTL; default: 600]",
+    help="Refresh a cached project page from upstream when older than this. "
+    "[env: PIPDEPOT_TTL; default: 600]",
 )
 @click.option(
     "--upstream-timeout",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from pipdepot.core.store import IntegrityError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
     from typing import BinaryIO
 
     from pipdepot.core.store import Store, StoredFile, StoreKey
@@ -39,7 +39,9 @@ def __dir__() -> list[str]:
 class Download:
     """Fetch ``url`` into the store at ``key``, verifying ``size`` and ``sha256`` when known."""
 
-    def __init__(self, url: str, key: StoreKey, store: Store, *, size: int | None, sha256: str | None) -> None:
+    def __init__(
+        self, url: str, key: StoreKey, store: Store, *, size: int | None, sha256: str | None
+    ) -> None:
         self.url = url
         self.key = key
         self.size = size
@@ -55,10 +57,15 @@ class Download:
         self._spool = Path(name)
         self._final = store.local_path(key)
 
-    async def run(self, client: UpstreamClient, store: Store) -> StoredFile:
-        """Download, verify, commit. Never raises into the caller's task: followers see ``error``.
+    async def run(
+        self, client: UpstreamClient, store: Store, on_stored: Callable[[StoredFile, str], Awaitable[None]]
+    ) -> StoredFile:
+        """Download, verify, commit, record (``on_stored(file, sha256)``), then release the last bytes.
 
-        :raises UpstreamError, IntegrityError: to whoever awaits this directly.
+        Releasing last means that once any client has the whole file, every later
+        request finds it recorded as local.
+
+        :raises UpstreamError, IntegrityError: to whoever awaits this; followers see ``error``.
         """
         digest = hashlib.sha256()
         try:
@@ -68,17 +75,12 @@ class Download:
                     spool.flush()
                     digest.update(chunk)
                     self.written += len(chunk)
-                    if self.size is not None and self.written > self.size:
-                        raise IntegrityError(
-                            f"{self.key}: more than the {self.size} bytes upstream announced"
-                        )
+                    self._check(final=False)
                     self._notify()
             self.digest = digest.hexdigest()
-            if self.size is not None and self.written != self.size:
-                raise IntegrityError(f"{self.key}: {self.written} bytes, upstream announced {self.size}")
-            if self.sha256 is not None and self.digest != self.sha256:
-                raise IntegrityError(f"{self.key}: sha256 {self.digest}, upstream announced {self.sha256}")
+            self._check(final=True)
             self.stored = await store.put(self.key, self._spool)
+            await on_stored(self.stored, self.digest)
         except BaseException as exc:
             self.error = exc
             with contextlib.suppress(OSError):
@@ -88,6 +90,13 @@ class Download:
             self.done.set()
             self._notify()
         return self.stored
+
+    def _check(self, *, final: bool) -> None:
+        """:raises IntegrityError: the bytes so far (or in all) are not what upstream announced."""
+        if self.size is not None and (self.written > self.size or (final and self.written != self.size)):
+            raise IntegrityError(f"{self.key}: {self.written} bytes, upstream announced {self.size}")
+        if final and self.sha256 is not None and self.digest != self.sha256:
+            raise IntegrityError(f"{self.key}: sha256 {self.digest}, upstream announced {self.sha256}")
 
     def _notify(self) -> None:
         self._progress.set()

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from pipdepot.core.names import NormalizedName
     from pipdepot.core.pages import Format
     from pipdepot.core.project import FileEntry
-    from pipdepot.core.store import Store
+    from pipdepot.core.store import Store, StoredFile
     from pipdepot.core.upstream import UpstreamClient
 
 __all__ = ["CacheStatus", "FileHit", "Mirror", "PageResult"]
@@ -100,7 +100,6 @@ class Mirror:
         self._states: OrderedDict[NormalizedName, ProjectState] = OrderedDict()
         self._refreshes: dict[NormalizedName, asyncio.Task[ProjectState | None]] = {}
         self._downloads: dict[StoreKey, Download] = {}
-        self._recording: dict[StoreKey, asyncio.Task[object]] = {}
         self._locks: dict[NormalizedName, asyncio.Lock] = {}
         self._rendered: OrderedDict[tuple[str, int, bool, str], RenderedPage] = OrderedDict()
         self._rendered_bytes = 0
@@ -242,6 +241,7 @@ class Mirror:
 
     async def local_file(self, state: ProjectState, entry: FileEntry) -> FileHit | None:
         """The file from the store, when it is there."""
+        state = await self._load(state.name) or state
         if entry["filename"] not in state.local:
             return None
         key = _key_of(entry)
@@ -272,32 +272,31 @@ class Mirror:
         self.metrics.misses += 1
         task: asyncio.Task[object] = asyncio.create_task(self._run_download(state, entry, download))
         self._tasks.add(task)
-        self._recording[key] = task
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda _: self._recording.pop(key, None))
         return download
 
     async def _run_download(self, state: ProjectState, entry: FileEntry, download: Download) -> None:
         assert self.client is not None  # noqa: S101
         started = time.monotonic()
+
+        async def record(stored: StoredFile, sha256: str) -> None:
+            metadata_sha256 = None
+            if entry["filename"].endswith(".whl") and not entry.get("core-metadata"):
+                metadata_sha256 = await self._extract_and_store_metadata(entry)
+            await self._add_local(
+                state.name, entry["filename"], LocalFile(sha256, stored.size, metadata_sha256)
+            )
+            elapsed = (time.monotonic() - started) * 1000
+            logger.info("cached %s (%d bytes, %.0f ms)", download.key, stored.size, elapsed)
+
         try:
-            stored = await download.run(self.client, self.store)
+            await download.run(self.client, self.store, record)
         except (UpstreamError, IntegrityError, OSError) as exc:
             self.metrics.upstream_errors += isinstance(exc, UpstreamError)
             logger.warning("download of %s failed: %s", download.url, exc)
-            return
         finally:
             self._downloads.pop(download.key, None)
             self.metrics.bytes_fetched += download.written
-        assert download.digest is not None  # noqa: S101
-        logger.info(
-            "cached %s (%d bytes, %.0f ms)", download.key, stored.size, (time.monotonic() - started) * 1000
-        )
-        metadata_sha256 = None
-        if entry["filename"].endswith(".whl") and not entry.get("core-metadata"):
-            metadata_sha256 = await self._extract_and_store_metadata(entry)
-        local = LocalFile(download.digest, stored.size, metadata_sha256)
-        await self._add_local(state.name, entry["filename"], local)
 
     async def _extract_and_store_metadata(self, entry: FileEntry) -> str | None:
         """Store the wheel's METADATA as ``<file>.metadata`` (PEP 658) and return its sha256."""
@@ -329,17 +328,10 @@ class Mirror:
             download = self.download(state, entry)
             if download is None:
                 return None
-            await self.settled(download)
+            await download.done.wait()
             if download.error is not None:
                 raise download.error
         return await self.store.read(key)
-
-    async def settled(self, download: Download) -> None:
-        """Wait until ``download`` has ended and, if it succeeded, been recorded with its metadata."""
-        task = self._recording.get(download.key)
-        if task is not None:
-            await asyncio.shield(task)
-        await download.done.wait()
 
     # -- state and the static tree --------------------------------------------
 

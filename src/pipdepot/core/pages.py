@@ -148,7 +148,7 @@ def render_project_json(state: ProjectState, files: list[FileEntry]) -> bytes:
         item.setdefault("hashes", {})
         served.append(item)
     version = API_VERSION if all("size" in f for f in served) else LEGACY_API_VERSION
-    document = {"meta": {"api-version": version}, "name": state.name}
+    document: dict[str, object] = {"meta": {"api-version": version}, "name": state.name}
     document.update({k: v for k, v in state.extra.items() if k != "versions"})
     document["versions"] = sorted(set(state.extra.get("versions", [])) | set(versions_of(files)))
     document["files"] = served

@@ -45,7 +45,7 @@ class NotModified:
     """The page did not change since the ETag we sent."""
 
 
-class _Retryable(Exception):
+class _RetryableError(Exception):
     """A failure worth one more try: a refused or reset connection, a 5xx."""
 
 
@@ -70,7 +70,7 @@ class UpstreamClient:
         for attempt in range(_ATTEMPTS):
             try:
                 return await self._fetch_project(url, index, name, headers)
-            except _Retryable as exc:
+            except _RetryableError as exc:
                 if attempt + 1 == _ATTEMPTS:
                     raise UpstreamError(f"{redact_url(url)}: {exc}") from exc
                 await asyncio.sleep(0.2 * (attempt + 1))
@@ -86,7 +86,7 @@ class UpstreamClient:
                 if response.status in {404, 410}:
                     return NotFound()
                 if response.status in _RETRY_STATUS:
-                    raise _Retryable(f"HTTP {response.status}")
+                    raise _RetryableError(f"HTTP {response.status}")
                 if response.status != 200:
                     raise UpstreamError(f"{redact_url(url)}: HTTP {response.status}")
                 if (response.content_length or 0) > _MAX_PAGE:
@@ -100,8 +100,8 @@ class UpstreamClient:
         except TimeoutError as exc:  # a hanging upstream is not worth waiting for twice
             raise UpstreamError(f"{redact_url(url)}: timed out") from exc
         except aiohttp.ClientConnectionError as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
+        except (aiohttp.ClientError, ValueError) as exc:
             raise UpstreamError(f"{redact_url(url)}: {type(exc).__name__}: {exc}") from exc
 
     async def stream(self, url: str) -> AsyncIterator[bytes]:

@@ -25,9 +25,11 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from pathlib import Path
 
+    from aiohttp.abc import AbstractStreamWriter
     from aiohttp.web_request import BaseRequest
     from aiohttp.web_response import StreamResponse
 
+    from pipdepot.core.download import Download
     from pipdepot.core.mirror import Mirror
     from pipdepot.core.project import FileEntry, ProjectState
 
@@ -58,12 +60,15 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         """Write the line (aiohttp calls this after the last byte)."""
+        sent = response.body_length
+        if isinstance(response, web.FileResponse) and request.method == "GET":
+            sent = response.content_length or 0  # sendfile bypasses the byte count
         self.logger.info(
             "%s %s %d %d %s %.1fms",
             request.method,
             request.path_qs,
             response.status,
-            response.body_length,
+            sent,
             response.headers.get(_CACHE_HEADER, "-"),
             time * 1000,
         )
@@ -106,7 +111,7 @@ class _Routes:
         return await self.project(request, prefix, path[len(prefix) :])
 
     def root(self, request: web.Request) -> web.StreamResponse:
-        fmt = negotiate(request.headers.get("Accept"), request.query.get("format"))
+        fmt = negotiate(request.headers.get("Accept"), _format_param(request))
         if fmt is None:
             return _not_acceptable()
         names = self.mirror.root_names()
@@ -120,7 +125,7 @@ class _Routes:
             return _text(404, "not a project name")
         if typed != name or not rest.endswith("/"):
             return _redirect(request, f"{prefix}{name}/")
-        fmt = negotiate(request.headers.get("Accept"), request.query.get("format"))
+        fmt = negotiate(request.headers.get("Accept"), _format_param(request))
         if fmt is None:
             return _not_acceptable()
         try:
@@ -151,7 +156,7 @@ class _Routes:
         self.mirror.metrics.bytes_served += len(body) * (request.method == "GET")
         return web.Response(body=body, headers=headers)
 
-    async def file(self, request: web.Request, path: str) -> web.StreamResponse:
+    async def file(self, request: web.Request, path: str) -> web.StreamResponse:  # noqa: PLR0911 (one answer per case)
         self.mirror.metrics.requests += 1
         is_metadata = path.endswith(".metadata")
         found = await self.mirror.find(path.removesuffix(".metadata"))
@@ -159,7 +164,7 @@ class _Routes:
             return _text(404, "no such file")
         state, entry = found
         if is_metadata:
-            return await self.metadata(request, state, entry)
+            return await self.metadata(state, entry)
         hit = await self.mirror.local_file(state, entry)
         if hit is not None:
             return self.send(request, hit.path, hit.size, "hit")
@@ -169,11 +174,15 @@ class _Routes:
         if request.method == "HEAD" and download.size is not None:
             return web.Response(headers={**_file_headers("miss"), "Content-Length": str(download.size)})
         if request.method == "HEAD" or "Range" in request.headers:
-            await self.mirror.settled(download)
+            await download.done.wait()
             hit = await self.mirror.local_file(state, entry)
             if hit is None:
                 return _text(502, f"download failed: {download.error}")
             return self.send(request, hit.path, hit.size, "miss")
+        return await self.stream(request, path, download)
+
+    async def stream(self, request: web.Request, path: str, download: Download) -> web.StreamResponse:
+        """Send a file while it downloads; cut the connection if it fails verification."""
         response = web.StreamResponse(headers=_file_headers("miss"))
         if download.size is not None:
             response.content_length = download.size
@@ -190,9 +199,7 @@ class _Routes:
         await response.write_eof()
         return response
 
-    async def metadata(
-        self, request: web.Request, state: ProjectState, entry: FileEntry
-    ) -> web.StreamResponse:
+    async def metadata(self, state: ProjectState, entry: FileEntry) -> web.StreamResponse:
         try:
             data = await self.mirror.metadata(state, entry)
         except (UpstreamError, IntegrityError) as exc:
@@ -203,16 +210,9 @@ class _Routes:
         return web.Response(body=data, headers=headers)
 
     def send(self, request: web.Request, path: Path, size: int, cache: str) -> web.StreamResponse:
-        """The OS's zero-copy path (sendfile), with Range, If-Range and HEAD from aiohttp."""
+        """The OS's zero-copy path (sendfile), with Range, If-Range and HEAD."""
         self.mirror.metrics.bytes_served += size * (request.method == "GET")
-        if_range = request.headers.get("If-Range", "")
-        if if_range.startswith(('"', "W/")):  # aiohttp only compares If-Range as a date
-            stat = path.stat()
-            ours = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
-            drop = "If-Range" if if_range == ours else "Range"
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in {drop.lower()}}
-            request = request.clone(headers=headers)
-        response = web.FileResponse(path, headers=_file_headers(cache))
+        response = _FileResponse(path, headers=_file_headers(cache))
         response.content_type = "application/octet-stream"
         return response
 
@@ -226,6 +226,26 @@ class _Routes:
             body = {"version": __version__, **self.describe, "metrics": metrics.as_dict()}
             return web.json_response(body, dumps=lambda data: json.dumps(data, indent=1))
         return _text(404, "no such endpoint")
+
+
+class _FileResponse(web.FileResponse):
+    """aiohttp's file response, plus If-Range by entity tag (aiohttp compares it only as a date)."""
+
+    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
+        """Drop Range when If-Range names another version; drop If-Range when it names this one."""
+        if_range = request.headers.get("If-Range", "")
+        if if_range.startswith(('"', "W/")):
+            stat = self._path.stat()
+            ours = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+            drop = "if-range" if if_range == ours else "range"
+            request = request.clone(headers={k: v for k, v in request.headers.items() if k.lower() != drop})
+        return await super().prepare(request)
+
+
+def _format_param(request: web.Request) -> str | None:
+    """``?format=``, with the ``+`` of media types that form-decoding turned into a space."""
+    value = request.query.get("format")
+    return None if value is None else value.replace(" ", "+")
 
 
 def _file_headers(cache: str) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -81,10 +82,8 @@ class FilesystemStore:
         """Remove ``key``; empty project directories go with it."""
         path = self._path(key)
         path.unlink(missing_ok=True)
-        try:
+        with contextlib.suppress(OSError):
             path.parent.rmdir()
-        except OSError:
-            pass
 
     async def list(self, prefix: str) -> AsyncIterator[StoreKey]:
         """Keys directly and indirectly under ``prefix``."""

@@ -1,0 +1,156 @@
+"""Running ``pipdepot serve`` as a real process, and real pip and uv clients against it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.conftest import clean_environ
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Depot:
+    """A running ``pipdepot serve``; stop it by its PID."""
+
+    mirror: Path
+    log: Path
+    args: tuple[str, ...] = ()
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def index(self) -> str:
+        return f"{self.url}/simple/"
+
+    def start(self) -> Depot:
+        argv = [
+            sys.executable,
+            "-m",
+            "pipdepot",
+            "serve",
+            "--port",
+            str(self.port),
+            "--mirror",
+            str(self.mirror),
+        ]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*argv, *self.args], stdout=log, stderr=subprocess.STDOUT, env=clean_environ()
+            )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/+health", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.05)
+        raise RuntimeError(f"pipdepot serve did not start:\n{self.log.read_text()}")
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def fresh_venv(path: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    return path / "bin" / "python"
+
+
+def pip_install(
+    python: Path, index: str, *requirements: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """pip, isolated from this machine's pip configuration, with no cache."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--index-url",
+            index,
+            *requirements,
+        ],
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"pip failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def uv_install(
+    python: Path, index: str, *requirements: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """uv pip, with no config files and no cache."""
+    uv = Path(sys.executable).parent / "uv"
+    result = subprocess.run(
+        [
+            str(uv if uv.exists() else "uv"),
+            "pip",
+            "install",
+            "--no-config",
+            "--no-cache",
+            "--python",
+            str(python),
+            "--index-url",
+            index,
+            *requirements,
+        ],
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"uv failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def installed(python: Path, module: str) -> str:
+    out = subprocess.run(
+        [str(python), "-c", f"import {module}; print({module}.VERSION)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ["PATH"]},
+    )
+    return out.stdout.strip()
