@@ -48,6 +48,41 @@ def test_help_explains_every_option_and_its_variable(run_pipdepot: PipdepotRunne
         assert variable in text, f"{command} --help does not mention {variable}"
 
 
+SERVE_VARIABLES = (
+    "PIPDEPOT_HOST",
+    "PIPDEPOT_PORT",
+    "PIPDEPOT_MIRROR_DIR",
+    "DIB_IMAGE_CACHE",
+    "PIPDEPOT_UPSTREAMS",
+    "PIPDEPOT_OFFLINE",
+    "PIPDEPOT_TTL",
+    "PIPDEPOT_UPSTREAM_TIMEOUT",
+    "PIPDEPOT_CONFIG",
+)
+
+
+def test_serve_help_names_every_variable(run_pipdepot: PipdepotRunner) -> None:
+    text = " ".join(run_pipdepot("serve", "--help").stdout.split())
+    for variable in SERVE_VARIABLES:
+        assert variable in text
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (("--port", "http"), {}, "flag --port: 'http' is not a TCP port (1-65535)"),
+        ((), {"PIPDEPOT_TTL": "soon"}, "PIPDEPOT_TTL: 'soon' is not a number of seconds"),
+        (("--upstream", "ftp://x/"), {}, "flag --upstream: 'ftp://x/' is not an http, https or file URL"),
+    ],
+)
+def test_serve_bad_values_are_one_line(
+    run_pipdepot: PipdepotRunner, args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
+    result = run_pipdepot("serve", *args, env=env, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"pipdepot: error: {message}"
+
+
 @pytest.mark.parametrize("command", ["", "restore", "elements-path"])
 def test_every_command_has_help(run_pipdepot: PipdepotRunner, command: str) -> None:
     result = run_pipdepot(*[c for c in [command] if c], "--help")

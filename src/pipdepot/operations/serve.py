@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -41,7 +42,6 @@ def serve(settings: ServeSettings) -> None:
 
 
 async def _serve(settings: ServeSettings) -> None:
-    started = time.monotonic()
     try:
         settings.mirror_dir.mkdir(parents=True, exist_ok=True)
         store = FilesystemStore(settings.mirror_dir)
@@ -74,7 +74,7 @@ async def _serve(settings: ServeSettings) -> None:
         except OSError as exc:
             await runner.cleanup()
             raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from exc
-        _announce(settings, time.monotonic() - started)
+        _announce(settings, _process_age())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -83,6 +83,17 @@ async def _serve(settings: ServeSettings) -> None:
         logger.info("stopping")
         await runner.cleanup()
         await mirror.aclose()
+
+
+def _process_age() -> float:
+    """Seconds since this process started (interpreter start-up included), from /proc."""
+    try:
+        stat = Path("/proc/self/stat").read_text(encoding="ascii")
+        uptime = float(Path("/proc/uptime").read_text(encoding="ascii").split()[0])
+    except OSError:
+        return 0.0
+    started = int(stat.rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+    return max(0.0, uptime - started)
 
 
 def _announce(settings: ServeSettings, seconds: float) -> None:
