@@ -161,6 +161,9 @@ def test_offline_never_contacts_upstream(
         assert installed(python, "alpha") == "1.0"
         assert get(f"{offline.index}gamma/")[0] == 404  # never cached: unknown offline
         assert get(f"{offline.index}alpha/", {"Accept": JSON})[1]["X-Pipdepot-Cache"] == "offline"
+        root = json.loads(get(offline.index, {"Accept": JSON})[2])
+        assert [p["name"] for p in root["projects"]] == ["alpha", "beta"]  # remembered across restarts
+        assert json.loads(get(f"{offline.url}/+status")[2])["metrics"]["cached_files"] == 2
     finally:
         offline.stop()
     assert sum(json_upstream.hits.values()) == before

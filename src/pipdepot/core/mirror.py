@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import time
 import zipfile
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 CacheStatus = Literal["hit", "miss", "stale", "offline"]
 _STATES = f"{STATE_DIR}/projects"
+_SUMMARY = StoreKey(f"{STATE_DIR}/summary.json")
 _RENDERED_BYTES = 48 * 1024 * 1024
 _STATE_FILES = 60_000
 
@@ -103,7 +105,8 @@ class Mirror:
         self._locks: dict[NormalizedName, asyncio.Lock] = {}
         self._rendered: OrderedDict[tuple[str, int, bool, str], RenderedPage] = OrderedDict()
         self._rendered_bytes = 0
-        self._local_projects: set[str] = set()
+        self._local_projects: dict[str, int] = {}
+        self._summary_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[object]] = set()
 
     @property
@@ -112,20 +115,19 @@ class Mirror:
         return self.client is None
 
     async def start(self) -> None:
-        """Learn which projects have local files (from the stored states)."""
-        async for key in self.store.list(_STATES + "/"):
-            data = await self.store.read(key)
-            if data is None:
-                continue
-            try:
-                state = ProjectState.from_json(data)
-            except (ValueError, KeyError, TypeError):
-                logger.warning("ignoring unreadable state %s", key)
-                continue
-            if state.local:
-                self._local_projects.add(state.name)
-                self.metrics.cached_files += len(state.local)
+        """Learn which projects have local files, from the summary kept beside the tree.
+
+        Only that one small file is read, so start-up does not grow with the mirror.
+        """
+        data = await self.store.read(_SUMMARY)
+        try:
+            counts = json.loads(data) if data is not None else {}
+        except ValueError:
+            logger.warning("ignoring unreadable %s", _SUMMARY)
+            counts = {}
+        self._local_projects = {str(k): int(v) for k, v in counts.items()}
         self.metrics.cached_projects = len(self._local_projects)
+        self.metrics.cached_files = sum(self._local_projects.values())
 
     async def aclose(self) -> None:
         """Wait for downloads in flight, so files are committed before the process ends."""
@@ -338,8 +340,6 @@ class Mirror:
     async def _add_local(self, name: NormalizedName, filename: str, local: LocalFile) -> None:
         async with self._lock(name):
             state = await self._load_required(name)
-            if filename not in state.local:
-                self.metrics.cached_files += 1
             state.local[filename] = local
             state.generation += 1
             await self._save(state)
@@ -348,10 +348,17 @@ class Mirror:
     async def _write_tree(self, state: ProjectState) -> None:
         files = page_files(state, local_only=True)
         await self.store.put(StoreKey(f"{state.name}/index.html"), render_tree_html(state, files))
-        if state.name not in self._local_projects:
-            self._local_projects.add(state.name)
-            self.metrics.cached_projects = len(self._local_projects)
-            await self.store.put(StoreKey("index.html"), render_root_html(sorted(self._local_projects)))
+        known = self._local_projects.get(state.name)
+        self._local_projects[state.name] = len(state.local)
+        self.metrics.cached_projects = len(self._local_projects)
+        self.metrics.cached_files = sum(self._local_projects.values())
+        if known == len(state.local):
+            return
+        async with self._summary_lock:  # one writer, so the last file written holds every update
+            summary = json.dumps(self._local_projects, sort_keys=True).encode()
+            await self.store.put(_SUMMARY, summary)
+            if known is None:
+                await self.store.put(StoreKey("index.html"), render_root_html(sorted(self._local_projects)))
 
     async def _load(self, name: NormalizedName) -> ProjectState | None:
         state = self._states.get(name)

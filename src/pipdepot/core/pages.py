@@ -86,12 +86,16 @@ def negotiate(accept: str | None, format_param: str | None) -> Format | None:
     chosen: Format | None = None
     for preference, (offer, fmt) in enumerate(reversed(_OFFERS.items())):
         for media, q in _parse_accept(accept):
-            exact = _ALIASES.get(media, media) == offer
-            wildcard = media == "*/*" or (media.endswith("/*") and offer.startswith(media[:-1]))
-            if not (exact or wildcard) or q <= 0:
+            if _ALIASES.get(media, media) == offer:
+                specificity, rank = 2, preference
+            elif media.endswith("/*") and offer.startswith(media[:-1]):
+                specificity, rank = 1, preference
+            elif media == "*/*":
+                specificity, rank = 0, -preference  # anything: HTML, as PyPI answers browsers
+            else:
                 continue
-            score = (q, 1 if exact else 0, preference if exact else -preference)
-            if best is None or score > best:
+            score = (q, specificity, rank)
+            if q > 0 and (best is None or score > best):
                 best, chosen = score, fmt
     return chosen
 

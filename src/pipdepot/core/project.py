@@ -127,7 +127,7 @@ def local_path_of(url: str, filename: str) -> str:
     """
     parts = urlsplit(url)
     segments = [unquote(s) for s in parts.path.split("/")[1:]]
-    if any(s in _FORBIDDEN_SEGMENTS or "/" in s or "\\" in s or "\0" in s for s in segments):
+    if any(s in _FORBIDDEN_SEGMENTS or s.startswith(".") or "\\" in s or "\0" in s for s in segments):
         raise UnusablePage(f"unusable file URL path {parts.path!r}")
     if not segments or segments[-1] != filename:
         raise UnusablePage(f"file URL {parts.path!r} does not end in its filename {filename!r}")

@@ -1,0 +1,158 @@
+"""Pure pieces of the mirror: upstream pages in, file paths, pages out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipdepot.core.names import NormalizedName
+from pipdepot.core.pages import negotiate, page_files, render_project_html, render_project_json
+from pipdepot.core.project import LocalFile, UnusablePage, local_path_of, parse_upstream_page
+
+
+@pytest.mark.parametrize(
+    ("url", "filename", "path"),
+    [
+        (
+            "https://files.example/packages/ab/cd/ef/x-1.0.tar.gz",
+            "x-1.0.tar.gz",
+            "/packages/ab/cd/ef/x-1.0.tar.gz",
+        ),
+        (
+            "http://m:3141/root/pypi/+f/1/x-1.0.tar.gz",
+            "x-1.0.tar.gz",
+            "/packages/+/m:3141/root/pypi/+f/1/x-1.0.tar.gz",
+        ),
+        ("http://u:pw@m/f/x-1.0.tar.gz", "x-1.0.tar.gz", "/packages/+/m/f/x-1.0.tar.gz"),
+    ],
+)
+def test_file_paths_keep_upstreams_path(url: str, filename: str, path: str) -> None:
+    assert local_path_of(url, filename) == path
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil/packages/../../etc/x-1.0.tar.gz",
+        "https://evil/packages/%2e%2e/x-1.0.tar.gz",
+        "https://evil/packages/.pipdepot/tmp/x-1.0.tar.gz",
+        "https://evil/packages/a%00b/x-1.0.tar.gz",
+        "https://evil/packages/a%5cb/x-1.0.tar.gz",
+        "https://evil/packages/ab/other-1.0.tar.gz",
+    ],
+)
+def test_hostile_file_urls_are_refused(url: str) -> None:
+    with pytest.raises(UnusablePage):
+        local_path_of(url, "x-1.0.tar.gz")
+
+
+def test_a_json_page_keeps_every_field_and_resolves_urls() -> None:
+    body = json.dumps(
+        {
+            "meta": {"api-version": "1.3", "_last-serial": 7},
+            "name": "x",
+            "project-status": {"status": "deprecated"},
+            "files": [
+                {
+                    "filename": "x-1.0-py3-none-any.whl",
+                    "url": "../../packages/aa/bb/cc/x-1.0-py3-none-any.whl",
+                    "hashes": {"sha256": "00"},
+                    "dist-info-metadata": {"sha256": "11"},
+                    "provenance": "https://example/prov",
+                    "future-key": [1, 2],
+                }
+            ],
+        }
+    ).encode()
+    state = parse_upstream_page(
+        NormalizedName("x"),
+        body,
+        "application/vnd.pypi.simple.v1+json",
+        "https://idx/simple/x/",
+        "https://idx/simple/",
+    )
+    entry = state.files[0]
+    assert entry["url"] == "https://idx/packages/aa/bb/cc/x-1.0-py3-none-any.whl"
+    assert entry["future-key"] == [1, 2]
+    assert entry["core-metadata"] == {"sha256": "11"}
+    assert "dist-info-metadata" not in entry
+    served = json.loads(render_project_json(state, page_files(state, local_only=False)))
+    assert served["project-status"] == {"status": "deprecated"}
+    assert served["files"][0]["url"] == "/packages/aa/bb/cc/x-1.0-py3-none-any.whl"
+    assert served["files"][0]["provenance"] == "https://example/prov"
+    html = render_project_html(state, page_files(state, local_only=False)).decode()
+    assert '<meta name="pypi:project-status" content="deprecated">' in html
+    assert 'data-provenance="https://example/prov"' in html
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"{", "application/vnd.pypi.simple.v1+json"),
+        (b'{"meta": {"api-version": "2.0"}, "files": []}', "application/vnd.pypi.simple.v1+json"),
+        (b'{"meta": {"api-version": "1.0"}, "files": [{"url": "x"}]}', "application/vnd.pypi.simple.v1+json"),
+        (b"<html></html>", "image/png"),
+    ],
+)
+def test_garbage_is_not_a_page(body: bytes, content_type: str) -> None:
+    with pytest.raises(UnusablePage):
+        parse_upstream_page(
+            NormalizedName("x"), body, content_type, "https://i/simple/x/", "https://i/simple/"
+        )
+
+
+def test_local_only_pages_list_only_local_files_with_their_metadata() -> None:
+    body = json.dumps(
+        {
+            "meta": {"api-version": "1.0"},
+            "files": [
+                {
+                    "filename": "x-1.0-py3-none-any.whl",
+                    "url": "https://f/packages/a/x-1.0-py3-none-any.whl",
+                    "hashes": {},
+                },
+                {
+                    "filename": "x-2.0-py3-none-any.whl",
+                    "url": "https://f/packages/b/x-2.0-py3-none-any.whl",
+                    "hashes": {},
+                },
+            ],
+        }
+    ).encode()
+    state = parse_upstream_page(
+        NormalizedName("x"), body, "application/vnd.pypi.simple.v1+json", "https://i/x/", "https://i/"
+    )
+    state.local["x-1.0-py3-none-any.whl"] = LocalFile("ab" * 32, 10, "cd" * 32)
+    files = page_files(state, local_only=True)
+    assert [f["filename"] for f in files] == ["x-1.0-py3-none-any.whl"]
+    assert files[0]["core-metadata"] == {"sha256": "cd" * 32}
+    assert files[0]["hashes"] == {"sha256": "ab" * 32}
+    assert files[0]["size"] == 10
+    served = json.loads(render_project_json(state, files))
+    assert served["meta"]["api-version"] == "1.4"
+    assert served["versions"] == ["1.0"]
+    assert (
+        json.loads(render_project_json(state, page_files(state, local_only=False)))["meta"]["api-version"]
+        == "1.0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (
+            "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+            "text/html;q=0.01",
+            "json",
+        ),
+        ("application/vnd.pypi.simple.v1+html, application/vnd.pypi.simple.v1+json", "json"),
+        ("text/*", "text/html"),
+        ("application/*;q=0.5, text/html;q=0.4", "json"),
+        ("application/vnd.pypi.simple.v1+json;q=bogus, text/html", "text/html"),
+        ("", "text/html"),
+        ("image/png, */*;q=0", None),
+    ],
+)
+def test_negotiate(accept: str, expected: str | None) -> None:
+    assert negotiate(accept, None) == expected
