@@ -142,8 +142,10 @@ def test_local_only_pages_list_only_local_files_with_their_metadata() -> None:
     ("accept", "expected"),
     [
         (
-            "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
-            "text/html;q=0.01",
+            (
+                "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+                "text/html;q=0.01"
+            ),
             "json",
         ),
         ("application/vnd.pypi.simple.v1+html, application/vnd.pypi.simple.v1+json", "json"),
