@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 CacheStatus = Literal["hit", "miss", "stale", "offline"]
 _STATES = f"{STATE_DIR}/projects"
 _SUMMARY = StoreKey(f"{STATE_DIR}/summary.json")
+_BACKOFF = 15.0
 _RENDERED_BYTES = 48 * 1024 * 1024
 _STATE_FILES = 60_000
 
@@ -107,6 +108,9 @@ class Mirror:
         self._rendered_bytes = 0
         self._local_projects: dict[str, int] = {}
         self._summary_lock = asyncio.Lock()
+        #: Upstreams that just failed are not asked again for a while: during an outage,
+        #: every page is served stale at once instead of after a failed attempt each.
+        self._down_until: dict[str, float] = {}
         self._tasks: set[asyncio.Task[object]] = set()
 
     @property
@@ -199,7 +203,14 @@ class Mirror:
         for index in self.upstreams:
             etag = old.etag if old is not None and old.upstream == index else None
             started = time.monotonic()
-            answer = await self.client.fetch_project(index, name, etag)
+            if started < self._down_until.get(index, 0.0):
+                raise UpstreamError(f"{index} failed less than {_BACKOFF:.0f} s ago")
+            try:
+                answer = await self.client.fetch_project(index, name, etag)
+            except UpstreamError:
+                self._down_until[index] = time.monotonic() + _BACKOFF
+                raise
+            self._down_until.pop(index, None)
             elapsed = (time.monotonic() - started) * 1000
             logger.info("upstream %s%s/ -> %s (%.0f ms)", index, name, type(answer).__name__, elapsed)
             if isinstance(answer, NotFound):
