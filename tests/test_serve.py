@@ -461,12 +461,14 @@ def test_a_broken_upstream_is_never_a_404(tmp_path: Path, dist_dir: Path, behavi
     server = make_upstream(dist_dir, "json")
     depot = start_depot(tmp_path, "--upstream", server.url, "--ttl", "0", "--upstream-timeout", "1")
     try:
-        assert get(f"{depot.index}beta/")[0] == 200  # cached now
+        assert get(file_url(depot, "beta-1.0-py3-none-any.whl"))[0] == 200  # page and file cached
+        assert get(f"{depot.index}alpha/")[0] == 200  # page cached, but none of its files
         server.behaviour = behaviour  # type: ignore[assignment]
         status, headers, _ = get(f"{depot.index}beta/")
         assert (status, headers["X-Pipdepot-Cache"]) == (200, "stale")
-        status, _, body = get(f"{depot.index}gamma/")  # never cached
-        assert status == 502, body
+        for never_installable in ("gamma", "alpha"):
+            status, _, body = get(f"{depot.index}{never_installable}/")
+            assert status == 502, body
     finally:
         depot.stop()
         server.stop()

@@ -155,8 +155,8 @@ class Mirror:
             fresh = await self._refresh(name)
         except UpstreamError as exc:
             self.metrics.upstream_errors += 1
-            if state is None:
-                raise
+            if state is None or not state.local:
+                raise  # nothing installable to offer: a 502, so clients do not take it as "no such project"
             logger.warning("serving %s stale: %s", name, exc)
             self.metrics.stale_serves += 1
             return PageResult(state, local_only=True, cache="stale")

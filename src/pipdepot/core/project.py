@@ -85,6 +85,7 @@ class ProjectState:
                 "upstream": self.upstream,
                 "etag": self.etag,
                 "fetched_at": self.fetched_at,
+                "generation": self.generation,
                 "extra": self.extra,
                 "files": self.files,
                 "local": {
@@ -111,6 +112,7 @@ class ProjectState:
             extra=raw["extra"],
             etag=raw["etag"],
             fetched_at=float(raw["fetched_at"]),
+            generation=int(raw.get("generation", 0)),
             local={name: LocalFile(**value) for name, value in raw["local"].items()},
         )
 
