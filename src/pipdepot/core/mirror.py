@@ -33,6 +33,7 @@ from pipdepot.core.pages import (
     render_project_html,
     render_project_json,
     render_root_html,
+    render_root_json,
     render_tree_html,
 )
 from pipdepot.core.project import LocalFile, ProjectState, UnusablePage, local_path_of, project_of_path
@@ -177,7 +178,9 @@ class Mirror:
             return page
         files = page_files(state, local_only=result.local_only)
         body = render_project_json(state, files) if fmt == "json" else render_project_html(state, files)
-        page = RenderedPage.of(body, CONTENT_TYPES[fmt])
+        return self._keep(key, RenderedPage.of(body, CONTENT_TYPES[fmt]))
+
+    def _keep(self, key: tuple[str, int, bool, str], page: RenderedPage) -> RenderedPage:
         self._rendered[key] = page
         self._rendered_bytes += len(page.body) + len(page.gzipped)
         while self._rendered_bytes > _RENDERED_BYTES and len(self._rendered) > 1:
@@ -185,9 +188,15 @@ class Mirror:
             self._rendered_bytes -= len(old.body) + len(old.gzipped)
         return page
 
-    def root_names(self) -> list[str]:
-        """Projects with local files: a proxy does not list all of upstream."""
-        return sorted(self._local_projects)
+    def root_page(self, fmt: Format) -> RenderedPage:
+        """The root page (projects with local files: a proxy does not list all of upstream)."""
+        key = ("", len(self._local_projects), False, fmt)
+        page = self._rendered.get(key)
+        if page is None:
+            names = sorted(self._local_projects)
+            body = render_root_json(names) if fmt == "json" else render_root_html(names)
+            page = self._keep(key, RenderedPage.of(body, CONTENT_TYPES[fmt]))
+        return page
 
     async def _refresh(self, name: NormalizedName) -> ProjectState | None:
         task = self._refreshes.get(name)

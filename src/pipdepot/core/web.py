@@ -17,7 +17,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from pipdepot import __version__
 from pipdepot.core.names import normalize_project
-from pipdepot.core.pages import CONTENT_TYPES, RenderedPage, negotiate, render_root_html, render_root_json
+from pipdepot.core.pages import CONTENT_TYPES, negotiate
 from pipdepot.core.store import IntegrityError
 from pipdepot.errors import UpstreamError
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from pipdepot.core.download import Download
     from pipdepot.core.mirror import Mirror
+    from pipdepot.core.pages import RenderedPage
     from pipdepot.core.project import FileEntry, ProjectState
 
 __all__ = ["AccessLogger", "create_app"]
@@ -114,9 +115,7 @@ class _Routes:
         fmt = negotiate(request.headers.get("Accept"), _format_param(request))
         if fmt is None:
             return _not_acceptable()
-        names = self.mirror.root_names()
-        body = render_root_json(names) if fmt == "json" else render_root_html(names)
-        return self.page(request, RenderedPage.of(body, CONTENT_TYPES[fmt]), "hit")
+        return self.page(request, self.mirror.root_page(fmt), "hit")
 
     async def project(self, request: web.Request, prefix: str, rest: str) -> web.StreamResponse:
         typed = rest.removesuffix("/")
