@@ -286,7 +286,23 @@ def test_etag_and_304_and_gzip(json_depot: Depot) -> None:
     assert headers["ETag"] != etag
     import gzip  # noqa: PLC0415
 
+    import zstandard  # noqa: PLC0415
+
     assert gzip.decompress(zipped) == plain
+    status, headers, squeezed = get(
+        f"{json_depot.index}beta/", {"Accept": JSON, "Accept-Encoding": "gzip, zstd"}
+    )
+    assert headers["Content-Encoding"] == "zstd"
+    assert zstandard.ZstdDecompressor().decompress(squeezed) == plain
+    assert get(f"{json_depot.index}beta/", {"Accept": JSON, "If-None-Match": headers["ETag"]})[0] == 200
+    zstd_etag = headers["ETag"]
+    assert (
+        get(
+            f"{json_depot.index}beta/",
+            {"Accept": JSON, "Accept-Encoding": "zstd", "If-None-Match": zstd_etag},
+        )[0]
+        == 304
+    )
 
 
 def test_names_redirects_and_both_index_roots(json_depot: Depot) -> None:

@@ -182,10 +182,10 @@ class Mirror:
 
     def _keep(self, key: tuple[str, int, bool, str], page: RenderedPage) -> RenderedPage:
         self._rendered[key] = page
-        self._rendered_bytes += len(page.body) + len(page.gzipped)
+        self._rendered_bytes += page.size  # a later zstd form is not counted: it is smaller than gzip
         while self._rendered_bytes > _RENDERED_BYTES and len(self._rendered) > 1:
             _, old = self._rendered.popitem(last=False)
-            self._rendered_bytes -= len(old.body) + len(old.gzipped)
+            self._rendered_bytes -= old.size
         return page
 
     def root_page(self, fmt: Format) -> RenderedPage:
@@ -416,7 +416,7 @@ class Mirror:
 
 
 def _key_of(entry: FileEntry) -> StoreKey:
-    return StoreKey(local_path_of(entry["url"], entry["filename"]).lstrip("/"))
+    return StoreKey(local_path_of(entry["url"], entry["filename"]).removeprefix("/"))
 
 
 def _extract_metadata(path: Path) -> bytes | None:

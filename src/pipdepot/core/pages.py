@@ -9,11 +9,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Literal
 
-from pipdepot.core.project import JSON_TYPE, local_path_of, versions_of
+import zstandard
+
+from pipdepot.core.project import JSON_TYPE, versions_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -23,8 +25,10 @@ if TYPE_CHECKING:
 __all__ = [
     "HTML_TYPE",
     "JSON_TYPE",
+    "Encoding",
     "Format",
     "RenderedPage",
+    "choose_encoding",
     "negotiate",
     "page_files",
     "render_project_html",
@@ -39,6 +43,8 @@ API_VERSION = "1.4"
 LEGACY_API_VERSION = "1.0"
 
 Format = Literal["json", "html", "text/html"]
+Encoding = Literal["zstd", "gzip"]
+_LARGE_PAGE = 256 * 1024
 _OFFERS: dict[str, Format] = {JSON_TYPE: "json", HTML_TYPE: "html", "text/html": "text/html"}
 _ALIASES = {
     "application/vnd.pypi.simple.latest+json": JSON_TYPE,
@@ -53,18 +59,56 @@ def __dir__() -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class RenderedPage:
-    """One representation of a page, with its gzip form made once."""
+    """One representation of a page; each compressed form is made once, when first asked for."""
 
     body: bytes
-    gzipped: bytes
     content_type: str
     etag: str
+    encoded: dict[Encoding, bytes] = field(default_factory=dict)
 
     @classmethod
     def of(cls, body: bytes, content_type: str) -> RenderedPage:
-        """Compress and fingerprint ``body``."""
+        """Fingerprint ``body``; gzip it at once, since pip and uv both ask for gzip."""
         digest = hashlib.blake2b(body, digest_size=12).hexdigest()
-        return cls(body, gzip.compress(body, compresslevel=6, mtime=0), content_type, f'"{digest}"')
+        page = cls(body, content_type, f'"{digest}"')
+        page.encode("gzip")
+        return page
+
+    def encode(self, encoding: Encoding) -> bytes:
+        """The body compressed with ``encoding``, made once and kept.
+
+        Large pages get a faster gzip level: on a 4,400-file page level 3 costs half
+        the time of level 6 for 8 % more bytes.
+        """
+        data = self.encoded.get(encoding)
+        if data is None:
+            if encoding == "zstd":
+                data = zstandard.ZstdCompressor(level=3).compress(self.body)
+            else:
+                level = 6 if len(self.body) < _LARGE_PAGE else 3
+                data = gzip.compress(self.body, compresslevel=level, mtime=0)
+            self.encoded[encoding] = data
+        return data
+
+    @property
+    def size(self) -> int:
+        """Bytes held, for the cache's budget."""
+        return len(self.body) + sum(len(data) for data in self.encoded.values())
+
+
+def choose_encoding(accept_encoding: str) -> Encoding | None:
+    """Zstd when the client takes it (smaller, faster), else gzip, else none.
+
+    >>> choose_encoding("gzip, deflate, br, zstd")
+    'zstd'
+    >>> choose_encoding("gzip;q=0, identity") is None
+    True
+    """
+    accepted = {media for media, q in _parse_accept(accept_encoding) if q > 0}
+    for encoding in ("zstd", "gzip"):
+        if encoding in accepted:
+            return encoding
+    return None
 
 
 def negotiate(accept: str | None, format_param: str | None) -> Format | None:
@@ -148,25 +192,26 @@ def render_project_json(state: ProjectState, files: list[FileEntry]) -> bytes:
     served = []
     for entry in files:
         item = dict(entry)
-        item["url"] = local_path_of(entry["url"], entry["filename"])
+        item["url"] = state.path_of(entry["filename"])
         item.setdefault("hashes", {})
         served.append(item)
     version = API_VERSION if all("size" in f for f in served) else LEGACY_API_VERSION
     document: dict[str, object] = {"meta": {"api-version": version}, "name": state.name}
     document.update({k: v for k, v in state.extra.items() if k != "versions"})
-    document["versions"] = sorted(set(state.extra.get("versions", [])) | set(versions_of(files)))
+    # A page of local files only names only their versions: nothing uninstallable is offered.
+    document["versions"] = state.versions() if len(files) == len(state.files) else versions_of(files)
     document["files"] = served
     return json.dumps(document, separators=(",", ":")).encode()
 
 
 def render_project_html(state: ProjectState, files: list[FileEntry]) -> bytes:
     """PEP 503 HTML with every attribute the data allows; links are absolute paths (``/packages/...``)."""
-    return _html(state, files, lambda entry: local_path_of(entry["url"], entry["filename"]))
+    return _html(state, files, lambda entry: state.path_of(entry["filename"]))
 
 
 def render_tree_html(state: ProjectState, files: list[FileEntry]) -> bytes:
     """The static tree's ``<project>/index.html``: relative links, so ``file://`` and nginx work."""
-    return _html(state, files, lambda entry: ".." + local_path_of(entry["url"], entry["filename"]))
+    return _html(state, files, lambda entry: ".." + state.path_of(entry["filename"]))
 
 
 def _html(state: ProjectState, files: list[FileEntry], href_of: Callable[[FileEntry], str]) -> bytes:

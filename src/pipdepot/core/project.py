@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urljoin
 
 from pipdepot.core.names import project_of_filename, version_of_filename
 
@@ -68,13 +68,31 @@ class ProjectState:
     local: dict[str, LocalFile] = field(default_factory=dict)
     #: Bumped on every change, so rendered pages know they are stale.
     generation: int = 0
+    _paths: dict[str, str] | None = field(default=None, repr=False, compare=False)
     _by_path: dict[str, FileEntry] | None = field(default=None, repr=False, compare=False)
+    _versions: list[str] | None = field(default=None, repr=False, compare=False)
+
+    def path_of(self, filename: str) -> str:
+        """Where the file is served (``/packages/...``), computed once per state for all files."""
+        if self._paths is None:
+            self._paths = {e["filename"]: local_path_of(e["url"], e["filename"]) for e in self.files}
+        return self._paths[filename]
 
     def file_by_path(self, path: str) -> FileEntry | None:
         """The entry served at ``path`` (``/packages/...``)."""
         if self._by_path is None:
-            self._by_path = {local_path_of(e["url"], e["filename"]): e for e in self.files}
+            self._by_path = {self.path_of(e["filename"]): e for e in self.files}
         return self._by_path.get(path)
+
+    def versions(self) -> list[str]:
+        """PEP 700's ``versions``: upstream's own list when it gave one, else from the filenames."""
+        if self._versions is None:
+            given = self.extra.get("versions")
+            if isinstance(given, list) and given:
+                self._versions = [str(v) for v in given]
+            else:
+                self._versions = versions_of(self.files)
+        return self._versions
 
     def to_json(self) -> bytes:
         """The state as stored beside the mirror tree."""
@@ -120,6 +138,9 @@ class ProjectState:
 def local_path_of(url: str, filename: str) -> str:
     """The path pipdepot serves an upstream file at; upstream's own path when it is ``/packages/...``.
 
+    Called for every file of every page (4,000 times for a large one), so it splits
+    the string itself rather than through ``urlsplit``.
+
     :raises UnusablePage: the URL's path could escape the tree or does not end in ``filename``.
 
     >>> local_path_of("https://files.example/packages/ab/cd/ef/x-1.0.tar.gz", "x-1.0.tar.gz")
@@ -127,16 +148,21 @@ def local_path_of(url: str, filename: str) -> str:
     >>> local_path_of("http://m:8080/root/+f/1/x-1.0.tar.gz", "x-1.0.tar.gz")
     '/packages/+/m:8080/root/+f/1/x-1.0.tar.gz'
     """
-    parts = urlsplit(url)
-    segments = [unquote(s) for s in parts.path.split("/")[1:]]
-    if any(s in _FORBIDDEN_SEGMENTS or s.startswith(".") or "\\" in s or "\0" in s for s in segments):
-        raise UnusablePage(f"unusable file URL path {parts.path!r}")
-    if not segments or segments[-1] != filename:
-        raise UnusablePage(f"file URL {parts.path!r} does not end in its filename {filename!r}")
+    _, separator, rest = url.partition("://")
+    netloc, _, path = rest.partition("/")
+    path = path.partition("#")[0].partition("?")[0]
+    segments = path.split("/")
+    if "%" in path:
+        segments = [unquote(segment) for segment in segments]
+    if not separator or any(
+        s in _FORBIDDEN_SEGMENTS or s[0] == "." or "\\" in s or "\0" in s or "/" in s for s in segments
+    ):
+        raise UnusablePage(f"unusable file URL path {path!r}")
+    if segments[-1] != filename:
+        raise UnusablePage(f"file URL {path!r} does not end in its filename {filename!r}")
     if segments[0] == "packages":
         return "/" + "/".join(segments)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return "/packages/+/" + "/".join([host, *segments])
+    return "/packages/+/" + "/".join([netloc.rpartition("@")[2], *segments])
 
 
 def parse_upstream_page(

@@ -17,7 +17,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from pipdepot import __version__
 from pipdepot.core.names import normalize_project
-from pipdepot.core.pages import CONTENT_TYPES, negotiate
+from pipdepot.core.pages import CONTENT_TYPES, choose_encoding, negotiate
 from pipdepot.core.store import IntegrityError
 from pipdepot.errors import UpstreamError
 
@@ -136,22 +136,22 @@ class _Routes:
         return self.page(request, self.mirror.rendered(result, fmt), result.cache)
 
     def page(self, request: web.Request, page: RenderedPage, cache: str) -> web.StreamResponse:
-        gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
-        etag = page.etag[:-1] + '-gz"' if gzipped else page.etag
+        encoding = choose_encoding(request.headers.get("Accept-Encoding", ""))
+        etag = page.etag if encoding is None else f'{page.etag[:-1]}-{encoding}"'
         headers = {
             "Vary": "Accept, Accept-Encoding",
             "ETag": etag,
             "Cache-Control": _PAGE_CACHE,
             _CACHE_HEADER: cache,
         }
+        self.mirror.metrics.requests += 1
         if etag in _etags(request.headers.get("If-None-Match", "")):
             return web.Response(status=304, headers=headers)
         content_type = page.content_type + ("; charset=utf-8" if page.content_type == "text/html" else "")
         headers["Content-Type"] = content_type
-        if gzipped:
-            headers["Content-Encoding"] = "gzip"
-        body = page.gzipped if gzipped else page.body
-        self.mirror.metrics.requests += 1
+        if encoding is not None:
+            headers["Content-Encoding"] = encoding
+        body = page.body if encoding is None else page.encode(encoding)
         self.mirror.metrics.bytes_served += len(body) * (request.method == "GET")
         return web.Response(body=body, headers=headers)
 
