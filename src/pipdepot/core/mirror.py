@@ -59,8 +59,9 @@ CacheStatus = Literal["hit", "miss", "stale", "offline"]
 _STATES = f"{STATE_DIR}/projects"
 _SUMMARY = StoreKey(f"{STATE_DIR}/summary.json")
 _BACKOFF = 15.0
-_RENDERED_BYTES = 48 * 1024 * 1024
-_STATE_FILES = 60_000
+_RENDERED_BYTES = 16 * 1024 * 1024
+#: Files of parsed project states kept in memory (about 1 KiB each); the rest are read again from disk.
+_STATE_FILES = 15_000
 
 
 def __dir__() -> list[str]:
@@ -109,6 +110,7 @@ class Mirror:
         self._rendered_bytes = 0
         self._local_projects: dict[str, int] = {}
         self._summary_lock = asyncio.Lock()
+        self._loading = asyncio.Lock()
         #: Upstreams that just failed are not asked again for a while: during an outage,
         #: every page is served stale at once instead of after a failed attempt each.
         self._down_until: dict[str, float] = {}
@@ -385,16 +387,21 @@ class Mirror:
         if state is not None:
             self._states.move_to_end(name)
             return state
-        data = await self.store.read(StoreKey(f"{_STATES}/{name}.json"))
-        if data is None:
-            return None
-        try:
-            state = ProjectState.from_json(data)
-        except (ValueError, KeyError, TypeError):
-            logger.warning("ignoring unreadable state of %s", name)
-            return None
-        self._remember(state)
-        return state
+        async with self._loading:  # one at a time: a burst of requests never holds every file at once
+            state = self._states.get(name)
+            if state is not None:
+                return state
+            data = await self.store.read(StoreKey(f"{_STATES}/{name}.json"))
+            if data is None:
+                return None
+            try:
+                state = ProjectState.from_json(data)
+            except (ValueError, KeyError, TypeError):
+                logger.warning("ignoring unreadable state of %s", name)
+                return None
+            del data
+            self._remember(state)
+            return state
 
     async def _load_required(self, name: NormalizedName) -> ProjectState:
         state = await self._load(name)

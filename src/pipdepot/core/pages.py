@@ -59,41 +59,42 @@ def __dir__() -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class RenderedPage:
-    """One representation of a page; each compressed form is made once, when first asked for."""
+    """One representation of a page; each compressed form is made once, when first asked for.
 
-    body: bytes
+    A large page keeps only its compressed forms (pip and uv always ask for one);
+    the rare client that wants it plain gets it decompressed on the fly.
+    """
+
+    plain: bytes | None
     content_type: str
     etag: str
     encoded: dict[Encoding, bytes] = field(default_factory=dict)
 
     @classmethod
     def of(cls, body: bytes, content_type: str) -> RenderedPage:
-        """Fingerprint ``body``; gzip it at once, since pip and uv both ask for gzip."""
+        """Fingerprint and gzip ``body`` (pip and uv both ask for gzip)."""
         digest = hashlib.blake2b(body, digest_size=12).hexdigest()
-        page = cls(body, content_type, f'"{digest}"')
-        page.encode("gzip")
-        return page
+        level = 6 if len(body) < _LARGE_PAGE else 3  # on a 4,400-file page: half the time, 8 % more bytes
+        gzipped = gzip.compress(body, compresslevel=level, mtime=0)
+        return cls(body if len(body) < _LARGE_PAGE else None, content_type, f'"{digest}"', {"gzip": gzipped})
+
+    @property
+    def body(self) -> bytes:
+        """The uncompressed page."""
+        return self.plain if self.plain is not None else gzip.decompress(self.encoded["gzip"])
 
     def encode(self, encoding: Encoding) -> bytes:
-        """The body compressed with ``encoding``, made once and kept.
-
-        Large pages get a faster gzip level: on a 4,400-file page level 3 costs half
-        the time of level 6 for 8 % more bytes.
-        """
+        """The body compressed with ``encoding``, made once and kept."""
         data = self.encoded.get(encoding)
         if data is None:
-            if encoding == "zstd":
-                data = zstandard.ZstdCompressor(level=3).compress(self.body)
-            else:
-                level = 6 if len(self.body) < _LARGE_PAGE else 3
-                data = gzip.compress(self.body, compresslevel=level, mtime=0)
+            data = zstandard.ZstdCompressor(level=3).compress(self.body)
             self.encoded[encoding] = data
         return data
 
     @property
     def size(self) -> int:
         """Bytes held, for the cache's budget."""
-        return len(self.body) + sum(len(data) for data in self.encoded.values())
+        return len(self.plain or b"") + sum(len(data) for data in self.encoded.values())
 
 
 def choose_encoding(accept_encoding: str) -> Encoding | None:
