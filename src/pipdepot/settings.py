@@ -143,13 +143,7 @@ def _load_serve(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
         _config(config, "port", where, _as_scalar),
         default="3141",
     )
-    mirror_dir = _first(
-        _flag("--mirror", flags.mirror_dir),
-        _env(env, "PIPDEPOT_MIRROR_DIR"),
-        _dib_mirror_dir(env),
-        _config(config, "mirror-dir", where, _as_str),
-        default=str(_image_cache(env) / "pypi" / "mirror"),
-    )
+    mirror_dir = _mirror_dir(_flag("--mirror", flags.mirror_dir), env, config, where)
     upstreams = _first(
         _flag("--upstream", flags.upstreams or None),
         _env_list(env, "PIPDEPOT_UPSTREAMS"),
@@ -252,13 +246,7 @@ def _load(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
         _config(config, "trusted-hosts", where, _as_str_tuple),
         default=(),
     )
-    mirror_dir = _first(
-        _flag("--mirror-dir", flags.mirror_dir),
-        _env(env, "PIPDEPOT_MIRROR_DIR"),
-        _dib_mirror_dir(env),
-        _config(config, "mirror-dir", where, _as_str),
-        default=str(_image_cache(env) / "pypi" / "mirror"),
-    )
+    mirror_dir = _mirror_dir(_flag("--mirror-dir", flags.mirror_dir), env, config, where)
     strategy = _first(
         _flag("--uv-index-strategy", flags.uv_index_strategy),
         _env(env, "PIPDEPOT_UV_INDEX_STRATEGY"),
@@ -320,6 +308,19 @@ def _dib_flag(env: Mapping[str, str], name: str, notes: list[str]) -> Sourced[bo
             f"use the pipdepot flag or variable to say otherwise"
         )
     return Sourced(True, name)  # noqa: FBT003
+
+
+def _mirror_dir(
+    flag: Sourced[str] | None, env: Mapping[str, str], config: Mapping[str, object], where: str
+) -> Sourced[str]:
+    """The local mirror directory, the same for the element and the server."""
+    return _first(
+        flag,
+        _env(env, "PIPDEPOT_MIRROR_DIR"),
+        _dib_mirror_dir(env),
+        _config(config, "mirror-dir", where, _as_str),
+        default=str(_image_cache(env) / "pypi" / "mirror"),
+    )
 
 
 def _dib_mirror_dir(env: Mapping[str, str]) -> Sourced[str] | None:
