@@ -6,6 +6,7 @@ caller; nothing here does I/O.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -97,6 +98,7 @@ class RenderedPage:
         return len(self.plain or b"") + sum(len(data) for data in self.encoded.values())
 
 
+@functools.lru_cache(maxsize=256)  # as for negotiate: one answer per header string
 def choose_encoding(accept_encoding: str) -> Encoding | None:
     """Zstd when the client takes it (smaller, faster), else gzip, else none.
 
@@ -112,6 +114,7 @@ def choose_encoding(accept_encoding: str) -> Encoding | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)  # clients send the same few header strings, request after request
 def negotiate(accept: str | None, format_param: str | None) -> Format | None:
     """Pick the representation for ``Accept`` (q-values honoured) or ``?format=``.
 
