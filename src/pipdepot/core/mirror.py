@@ -247,8 +247,12 @@ class Mirror:
 
     # -- files --------------------------------------------------------------
 
-    async def find(self, path: str) -> tuple[ProjectState, FileEntry] | None:
-        """The project and upstream entry of a served file path, refreshing a stale page once."""
+    async def find(self, path: str) -> tuple[NormalizedName, FileEntry] | None:
+        """The project and upstream entry of a served file path, refreshing a stale page once.
+
+        Callers get the project's name, not its state: a download or a stream that lasts holds
+        one entry, never a whole page of upstream data.
+        """
         name = project_of_path(path)
         if name is None:
             return None
@@ -261,12 +265,12 @@ class Mirror:
                 entry = state.file_by_path(path) if state is not None else None
         if state is None or entry is None:
             return None
-        return state, entry
+        return state.name, entry
 
-    async def local_file(self, state: ProjectState, entry: FileEntry) -> FileHit | None:
+    async def local_file(self, name: NormalizedName, entry: FileEntry) -> FileHit | None:
         """The file from the store, when it is there."""
-        state = await self._load(state.name) or state
-        if entry["filename"] not in state.local:
+        state = await self._load(name)
+        if state is None or entry["filename"] not in state.local:
             return None
         key = _key_of(entry)
         stored = await self.store.stat(key)
@@ -276,7 +280,7 @@ class Mirror:
         self.metrics.hits += 1
         return FileHit(path, stored.size)
 
-    def download(self, state: ProjectState, entry: FileEntry) -> Download | None:
+    def download(self, name: NormalizedName, entry: FileEntry) -> Download | None:
         """The download of a file not in the store, started if no one started it; ``None`` offline."""
         if self.client is None:
             return None
@@ -294,12 +298,12 @@ class Mirror:
         )
         self._downloads[key] = download
         self.metrics.misses += 1
-        task: asyncio.Task[object] = asyncio.create_task(self._run_download(state, entry, download))
+        task: asyncio.Task[object] = asyncio.create_task(self._run_download(name, entry, download))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return download
 
-    async def _run_download(self, state: ProjectState, entry: FileEntry, download: Download) -> None:
+    async def _run_download(self, name: NormalizedName, entry: FileEntry, download: Download) -> None:
         assert self.client is not None  # noqa: S101
         started = time.monotonic()
 
@@ -307,9 +311,7 @@ class Mirror:
             metadata_sha256 = None
             if entry["filename"].endswith(".whl") and not entry.get("core-metadata"):
                 metadata_sha256 = await self._extract_and_store_metadata(entry)
-            await self._add_local(
-                state.name, entry["filename"], LocalFile(sha256, stored.size, metadata_sha256)
-            )
+            await self._add_local(name, entry["filename"], LocalFile(sha256, stored.size, metadata_sha256))
             elapsed = (time.monotonic() - started) * 1000
             logger.info("cached %s (%d bytes, %.0f ms)", download.key, stored.size, elapsed)
 
@@ -331,7 +333,7 @@ class Mirror:
         await self.store.put(StoreKey(_key_of(entry) + ".metadata"), data)
         return hashlib.sha256(data).hexdigest()
 
-    async def metadata(self, state: ProjectState, entry: FileEntry) -> bytes | None:
+    async def metadata(self, name: NormalizedName, entry: FileEntry) -> bytes | None:
         """The core metadata of a distribution: upstream's, or extracted from the cached wheel.
 
         :raises UpstreamError, IntegrityError: it could not be fetched or verified.
@@ -348,8 +350,10 @@ class Mirror:
             return data
         if not entry["filename"].endswith(".whl"):
             return None
-        if entry["filename"] not in state.local:
-            download = self.download(state, entry)
+        state = await self._load(name)
+        if state is None or entry["filename"] not in state.local:
+            del state
+            download = self.download(name, entry)
             if download is None:
                 return None
             await download.done.wait()

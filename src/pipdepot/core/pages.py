@@ -88,7 +88,9 @@ class RenderedPage:
         """The body compressed with ``encoding``, made once and kept."""
         data = self.encoded.get(encoding)
         if data is None:
-            data = zstandard.ZstdCompressor(level=3).compress(self.body)
+            # zstandard returns a bytes object still holding its worst-case buffer (about the
+            # input's size); a copy keeps only the compressed bytes.
+            data = bytes(memoryview(zstandard.ZstdCompressor(level=3).compress(self.body)))
             self.encoded[encoding] = data
         return data
 

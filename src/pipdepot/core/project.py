@@ -193,18 +193,16 @@ def _from_json(body: bytes, page_url: str) -> tuple[list[FileEntry], dict[str, A
         raise UnusablePage(f"not a PEP 691 project page: {exc}") from exc
     if major != "1" or not isinstance(files, list):
         raise UnusablePage(f"unsupported api-version {data['meta'].get('api-version')!r}")
-    entries: list[FileEntry] = []
-    for item in files:
-        if not isinstance(item, dict) or not isinstance(item.get("filename"), str) or "url" not in item:
+    for entry in files:  # changed in place: a large page's entries are not copied
+        if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str) or "url" not in entry:
             raise UnusablePage("a file entry lacks filename or url")
-        entry = dict(item)
-        entry["url"] = urljoin(page_url, str(item["url"]))
-        if "core-metadata" not in entry and "dist-info-metadata" in entry:
-            entry["core-metadata"] = entry["dist-info-metadata"]
-        entry.pop("dist-info-metadata", None)
-        entries.append(entry)
+        url = str(entry["url"])
+        if "://" not in url:
+            entry["url"] = urljoin(page_url, url)
+        if "dist-info-metadata" in entry:
+            entry.setdefault("core-metadata", entry.pop("dist-info-metadata"))
     extra = {k: v for k, v in data.items() if k not in {"meta", "name", "files"}}
-    return entries, extra
+    return files, extra
 
 
 def _from_html(name: NormalizedName, body: bytes, page_url: str) -> tuple[list[FileEntry], dict[str, Any]]:

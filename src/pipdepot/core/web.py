@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
     from pipdepot.core.download import Download
     from pipdepot.core.mirror import Mirror
+    from pipdepot.core.names import NormalizedName
     from pipdepot.core.pages import RenderedPage
-    from pipdepot.core.project import FileEntry, ProjectState
+    from pipdepot.core.project import FileEntry
 
 __all__ = ["AccessLogger", "create_app"]
 
@@ -161,20 +162,20 @@ class _Routes:
         found = await self.mirror.find(path.removesuffix(".metadata"))
         if found is None:
             return _text(404, "no such file")
-        state, entry = found
+        name, entry = found
         if is_metadata:
-            return await self.metadata(state, entry)
-        hit = await self.mirror.local_file(state, entry)
+            return await self.metadata(name, entry)
+        hit = await self.mirror.local_file(name, entry)
         if hit is not None:
             return self.send(request, hit.path, hit.size, "hit")
-        download = self.mirror.download(state, entry)
+        download = self.mirror.download(name, entry)
         if download is None:
             return _text(404, "not cached, and offline")
         if request.method == "HEAD" and download.size is not None:
             return web.Response(headers={**_file_headers("miss"), "Content-Length": str(download.size)})
         if request.method == "HEAD" or "Range" in request.headers:
             await download.done.wait()
-            hit = await self.mirror.local_file(state, entry)
+            hit = await self.mirror.local_file(name, entry)
             if hit is None:
                 return _text(502, f"download failed: {download.error}")
             return self.send(request, hit.path, hit.size, "miss")
@@ -198,9 +199,9 @@ class _Routes:
         await response.write_eof()
         return response
 
-    async def metadata(self, state: ProjectState, entry: FileEntry) -> web.StreamResponse:
+    async def metadata(self, name: NormalizedName, entry: FileEntry) -> web.StreamResponse:
         try:
-            data = await self.mirror.metadata(state, entry)
+            data = await self.mirror.metadata(name, entry)
         except (UpstreamError, IntegrityError) as exc:
             return _text(502, f"metadata unavailable: {exc}")
         if data is None:
