@@ -230,15 +230,16 @@ class Mirror:
                 assert old is not None  # noqa: S101 (no etag was sent without a state)
                 old.fetched_at = time.time()
                 return old
-            return await self._adopt(name, old, answer)
+            return await self._adopt(name, answer)
         return None
 
-    async def _adopt(self, name: NormalizedName, old: ProjectState | None, new: ProjectState) -> ProjectState:
+    async def _adopt(self, name: NormalizedName, new: ProjectState) -> ProjectState:
         """Take a fresh upstream page, keeping what is local."""
         async with self._lock(name):
-            if old is not None:
-                new.local = old.local
-                new.generation = old.generation + 1
+            current = await self._load(name)  # not `old`: files may have landed while upstream answered
+            if current is not None:
+                new.local = current.local
+                new.generation = current.generation + 1
             self._remember(new)
             await self._save(new)
             if new.local:
