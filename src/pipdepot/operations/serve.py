@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import signal
@@ -29,11 +28,6 @@ __all__ = ["serve"]
 
 logger = logging.getLogger("pipdepot")
 
-# mallopt(3) parameters, from glibc's malloc.h
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-_M_ARENA_MAX = -8
-
 
 def __dir__() -> list[str]:
     return __all__
@@ -44,27 +38,7 @@ def serve(settings: ServeSettings) -> None:
 
     :raises ConfigError: the mirror directory or the address cannot be used.
     """
-    _tune_malloc()
     asyncio.run(_serve(settings))
-
-
-def _tune_malloc() -> None:
-    """Ask glibc to give large blocks back to the system (a 42-package cold install: 250 -> 155 MB).
-
-    Pages of upstream data are parsed and rendered in buffers of megabytes, some in worker
-    threads; by default glibc keeps those in per-thread arenas and raises its mmap threshold
-    after each free, so the peak stays resident. Elsewhere than glibc this does nothing.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        for option, value in (
-            (_M_MMAP_THRESHOLD, 128 * 1024),
-            (_M_TRIM_THRESHOLD, 128 * 1024),
-            (_M_ARENA_MAX, 2),
-        ):
-            libc.mallopt(option, value)
-    except (OSError, AttributeError):
-        pass
 
 
 async def _serve(settings: ServeSettings) -> None:
