@@ -91,29 +91,8 @@ def pip_install(
     python: Path, index: str, *requirements: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """pip, isolated from this machine's pip configuration, with no cache."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "install",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--index-url",
-            index,
-            *requirements,
-        ],
-        env=clean_environ(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"pip failed:\n{result.stdout}\n{result.stderr}")
-    return result
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-cache-dir"]
+    return _client([*pip, "--disable-pip-version-check", "--index-url", index, *requirements], check=check)
 
 
 def uv_install(
@@ -121,27 +100,16 @@ def uv_install(
 ) -> subprocess.CompletedProcess[str]:
     """uv pip, with no config files and no cache."""
     uv = Path(sys.executable).parent / "uv"
+    command = [str(uv if uv.exists() else "uv"), "pip", "install", "--no-config", "--no-cache"]
+    return _client([*command, "--python", str(python), "--index-url", index, *requirements], check=check)
+
+
+def _client(argv: list[str], *, check: bool) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [
-            str(uv if uv.exists() else "uv"),
-            "pip",
-            "install",
-            "--no-config",
-            "--no-cache",
-            "--python",
-            str(python),
-            "--index-url",
-            index,
-            *requirements,
-        ],
-        env=clean_environ(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
+        argv, env=clean_environ(), capture_output=True, text=True, check=False, timeout=300
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"uv failed:\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(f"{argv[0]} failed:\n{result.stdout}\n{result.stderr}")
     return result
 
 
