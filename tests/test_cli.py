@@ -176,3 +176,12 @@ def test_the_element_finds_the_pipdepot_installed_beside_it(run_pipdepot: Pipdep
     )
     found = Path(result.stdout.strip())
     assert found.resolve() == (Path(sys.executable).parent / "pipdepot").resolve()
+
+
+def test_plan_names_the_config_file_it_read(run_pipdepot: PipdepotRunner, tmp_path: Path) -> None:
+    config = tmp_path / "pipdepot.toml"
+    config.write_text("retries = 2\n")
+    data = json.loads(run_pipdepot("plan", "--json", env={"PIPDEPOT_CONFIG": str(config)}).stdout)
+    assert data["config_file"] == str(config)
+    assert data["sources"]["retries"] == {"value": 2, "source": f"config file {config} (retries)"}
+    assert f"(config file {config})" in run_pipdepot("plan", env={"PIPDEPOT_CONFIG": str(config)}).stdout

@@ -371,6 +371,8 @@ def _plan_text(report: PlanReport) -> str:
     ]
     width = max(len(r[1]) for r in rows)
     lines = ["Mirror plan" + (f" for {report.root}" if report.root else "") + ":"]
+    if report.config_file is not None:
+        lines.append(f"  (config file {report.config_file})")
     lines += [f"  {k:<16} {v:<{width}}  {'(' + s + ')' if s else ''}".rstrip() for k, v, s in rows]
     if report.plan.inputs.notes or report.plan.notes:
         lines += ["", "Notes:"] + [f"  - {note}" for note in plan.notes]
@@ -399,6 +401,7 @@ def _plan_json(report: PlanReport) -> dict[str, Any]:
     plan, inputs = report.plan, report.plan.inputs
     return {
         "root": str(report.root) if report.root else None,
+        "config_file": str(report.config_file) if report.config_file else None,
         "index_url": redact_url(plan.index_url),
         "extra_index_urls": [redact_url(u) for u in plan.extra_index_urls],
         "trusted_hosts": list(plan.trusted_hosts),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import NewType
-
 from packaging.utils import (
     InvalidName,
     InvalidSdistFilename,
@@ -14,10 +12,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-__all__ = ["NormalizedName", "ProjectName", "normalize_project", "project_of_filename", "version_of_filename"]
-
-#: A name as a client typed it in a URL, before normalization.
-ProjectName = NewType("ProjectName", str)
+__all__ = ["NormalizedName", "normalize_project", "project_of_filename", "version_of_filename"]
 
 _MAX_NAME = 200
 

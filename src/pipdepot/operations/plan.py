@@ -41,6 +41,7 @@ class PlanReport:
     root: Path | None
     files: tuple[PlannedFile, ...]
     warnings: tuple[str, ...]
+    config_file: Path | None = None
 
     @property
     def to_write(self) -> tuple[ConfigFile, ...]:
@@ -63,11 +64,11 @@ def make_plan(settings: Settings, root: Path | None = None) -> PlanReport:
             PlannedFile(f, "replace-if-present" if f.only_if_present else "create")
             for f in render_files(plan)
         )
-        return PlanReport(plan, None, files, tuple(warnings))
+        return PlanReport(plan, None, files, tuple(warnings), settings.config_file)
     rootfs = RootFS.open(root)
     files = tuple(PlannedFile(f, _action(rootfs, f)) for f in render_files(plan))
     warnings.extend(find_overrides(rootfs))
-    return PlanReport(plan, rootfs.root, files, tuple(warnings))
+    return PlanReport(plan, rootfs.root, files, tuple(warnings), settings.config_file)
 
 
 def _action(rootfs: RootFS, file: ConfigFile) -> FileAction:

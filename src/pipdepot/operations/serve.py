@@ -100,6 +100,8 @@ def _announce(settings: ServeSettings, seconds: float) -> None:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     logger.info("listening on http://%s:%d/simple/ (ready in %.2f s)", host, settings.port, seconds)
     logger.info("storing in %s", settings.mirror_dir)
+    if settings.config_file is not None:
+        logger.info("settings from %s", settings.config_file)
     if settings.offline:
         logger.info("offline: serving only what is cached, never contacting upstream")
     else:
