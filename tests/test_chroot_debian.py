@@ -95,17 +95,24 @@ def hostile_environ(home: Path) -> dict[str, str]:
     )
 
 
-def test_pip_and_uv_install_from_the_mirror_alone_and_the_root_comes_back(
-    debian_root: Path, mirror: Path, pristine: Snapshot, tmp_path: Path
-) -> None:
-    result = subprocess.run(
-        pipdepot_argv(debian_root, mirror, "sh", "-c", PROBE_SCRIPT),
-        env=hostile_environ(tmp_path),
+def chroot(
+    root: Path, mirror: Path, home: Path, *command: str, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """`pipdepot chroot` under `unshare --net`, as the host's hostile environment would run it."""
+    return subprocess.run(
+        pipdepot_argv(root, mirror, *command),
+        env=hostile_environ(home),
         capture_output=True,
         text=True,
         check=False,
-        timeout=600,
+        timeout=timeout,
     )
+
+
+def test_pip_and_uv_install_from_the_mirror_alone_and_the_root_comes_back(
+    debian_root: Path, mirror: Path, pristine: Snapshot, tmp_path: Path
+) -> None:
+    result = chroot(debian_root, mirror, tmp_path, "sh", "-c", PROBE_SCRIPT, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "HOME=/root" in output
@@ -122,14 +129,7 @@ def test_the_network_really_is_absent_in_the_probe(debian_root: Path, mirror: Pa
     script = (
         "python3 -m venv /opt/n && /opt/n/bin/pip install --no-cache-dir six; rc=$?; rm -rf /opt/n; exit $rc"
     )
-    result = subprocess.run(
-        pipdepot_argv(debian_root, mirror, "sh", "-c", script),
-        env=hostile_environ(tmp_path),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    result = chroot(debian_root, mirror, tmp_path, "sh", "-c", script, timeout=300)
     assert result.returncode != 0
     assert "No matching distribution found for six" in result.stdout + result.stderr
 
@@ -137,14 +137,7 @@ def test_the_network_really_is_absent_in_the_probe(debian_root: Path, mirror: Pa
 def test_exit_status_is_the_commands_and_the_root_is_restored(
     debian_root: Path, mirror: Path, pristine: Snapshot, tmp_path: Path
 ) -> None:
-    result = subprocess.run(
-        pipdepot_argv(debian_root, mirror, "sh", "-c", "test -f /etc/pip.conf && exit 7"),
-        env=hostile_environ(tmp_path),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = chroot(debian_root, mirror, tmp_path, "sh", "-c", "test -f /etc/pip.conf && exit 7", timeout=120)
     assert result.returncode == 7, result.stderr
     assert mounts_under(debian_root) == []
     assert diff(pristine, snapshot(debian_root)) == []
