@@ -59,17 +59,73 @@ def build_wheel(
     return path
 
 
-def build_sdist(directory: Path, name: str, version: str) -> Path:
-    """A minimal sdist (``PKG-INFO`` only): listed and served, never built by the tests."""
+def build_sdist(
+    directory: Path, name: str, version: str, *, buildable: bool = False, build_requires: tuple[str, ...] = ()
+) -> Path:
+    """An sdist: ``PKG-INFO`` only, or (``buildable``) one pip and uv build offline.
+
+    A buildable sdist carries its own PEP 517 backend (``backend-path``), which
+    writes a wheel with zipfile; its static metadata (2.2) lets uv resolve it
+    unbuilt. ``build_requires`` become ``build-system.requires``: they must be
+    installable from the index, though the backend never imports them.
+    """
     stem = f"{name.replace('-', '_')}-{version}"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{stem}.tar.gz"
-    info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    info = f"Metadata-Version: {'2.2' if buildable else '2.1'}\nName: {name}\nVersion: {version}\n"
+    files = {"PKG-INFO": info}
+    if buildable:
+        requires = ", ".join(f'"{r}"' for r in build_requires)
+        files["pyproject.toml"] = (
+            f'[build-system]\nrequires = [{requires}]\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+        )
+        files["backend.py"] = _BACKEND.format(name=name, version=version)
     with tarfile.open(path, "w:gz") as archive:
-        member = tarfile.TarInfo(f"{stem}/PKG-INFO")
-        member.size = len(info)
-        archive.addfile(member, io.BytesIO(info))
+        for member_name, text in files.items():
+            data = text.encode()
+            member = tarfile.TarInfo(f"{stem}/{member_name}")
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
     return path
+
+
+_BACKEND = """\
+import base64, hashlib, os, zipfile
+
+NAME, VERSION = {name!r}, {version!r}
+MODULE = NAME.replace("-", "_")
+DIST_INFO = f"{{MODULE}}-{{VERSION}}.dist-info"
+METADATA = f"Metadata-Version: 2.1\\nName: {{NAME}}\\nVersion: {{VERSION}}\\n"
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def prepare_metadata_for_build_wheel(directory, config_settings=None):
+    os.makedirs(os.path.join(directory, DIST_INFO))
+    with open(os.path.join(directory, DIST_INFO, "METADATA"), "w") as stream:
+        stream.write(METADATA)
+    return DIST_INFO
+
+
+def build_wheel(directory, config_settings=None, metadata_directory=None):
+    files = {{
+        f"{{MODULE}}/__init__.py": f"VERSION = {{VERSION!r}}\\n",
+        f"{{DIST_INFO}}/METADATA": METADATA,
+        f"{{DIST_INFO}}/WHEEL": "Wheel-Version: 1.0\\nGenerator: backend\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    }}
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{{path}},sha256={{digest}},{{len(text.encode())}}")
+    files[f"{{DIST_INFO}}/RECORD"] = "\\n".join([*record, f"{{DIST_INFO}}/RECORD,,"]) + "\\n"
+    filename = f"{{MODULE}}-{{VERSION}}-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(directory, filename), "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+    return filename
+"""
 
 
 def write_simple_tree(mirror: Path) -> None:

@@ -16,6 +16,7 @@ import click
 from pipdepot import __version__
 from pipdepot.core.urls import redact_url
 from pipdepot.errors import ConfigError, PipdepotError
+from pipdepot.mirror_cli import MIRROR_COMMANDS, check_before_chroot
 from pipdepot.operations.chroot import clean_environment, run_in_root
 from pipdepot.operations.inject import inject, restore
 from pipdepot.operations.plan import PlanReport, make_plan
@@ -226,8 +227,19 @@ def restore_command(root: Path, force: bool) -> None:
     metavar="NAME=VALUE",
     help="Set a variable for COMMAND, repeatable (the environment is otherwise clean).",
 )
+@click.option(
+    "--check",
+    "checks",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="First run `pipdepot check -r FILE` against the mirror directory for the root's Python "
+    "(its newest /usr/bin/python3.X); if anything is missing, stop before ROOT is touched. Repeatable.",
+)
 @_plan_options
-def chroot_command(root: Path, command: tuple[str, ...], env_pairs: tuple[str, ...], **options: Any) -> None:
+def chroot_command(
+    root: Path, command: tuple[str, ...], env_pairs: tuple[str, ...], checks: tuple[Path, ...], **options: Any
+) -> None:
     """Inject ROOT, run COMMAND in it, then restore ROOT; exits with COMMAND's status.
 
     Mounts /proc, /sys, /dev and /dev/pts in ROOT, and (online) the host's
@@ -245,6 +257,8 @@ def chroot_command(root: Path, command: tuple[str, ...], env_pairs: tuple[str, .
         extra[name] = value
     report = make_plan(settings, root)
     _warn(report.warnings)
+    if checks:
+        check_before_chroot(checks, settings.plan.mirror_dir.value, root)
     online = not settings.plan.offline.value
     passthrough = {k: v for k, v in settings.passthrough_env if online or k == "TERM"}
     status = run_in_root(report, command, environment=clean_environment(passthrough, extra), online=online)
@@ -313,6 +327,10 @@ def serve_command(**options: Any) -> None:
         config=options["config"],
     )
     serve(load_serve_settings(flags, os.environ))
+
+
+for _command in MIRROR_COMMANDS:
+    cli.add_command(_command)
 
 
 @cli.command(name="elements-path")

@@ -7,12 +7,13 @@ and keeps its traceback::
     PipdepotError
     ├── ConfigError        bad flag, variable or config-file value
     ├── BuildRootError     a build root that cannot be injected or restored
-    └── UpstreamError      an upstream index gave no usable answer
+    ├── UpstreamError      an upstream index gave no usable answer
+    └── MirrorError        the mirror cannot be filled, read or moved as asked
 """
 
 from __future__ import annotations
 
-__all__ = ["BuildRootError", "ConfigError", "PipdepotError", "UpstreamError"]
+__all__ = ["BuildRootError", "ConfigError", "MirrorError", "PipdepotError", "UpstreamError"]
 
 
 def __dir__() -> list[str]:
@@ -41,3 +42,7 @@ class BuildRootError(PipdepotError):
 
 class UpstreamError(PipdepotError):
     """An upstream index could not be reached or gave garbage; the mirror may serve stale."""
+
+
+class MirrorError(PipdepotError):
+    """Requirements, a lock file or an archive cannot be put into (or read from) the mirror."""

@@ -19,11 +19,16 @@ import contextlib
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
 import time
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from pipdepot.core.download import Download
 from pipdepot.core.pages import (
@@ -36,14 +41,20 @@ from pipdepot.core.pages import (
     render_root_json,
     render_tree_html,
 )
-from pipdepot.core.project import LocalFile, ProjectState, UnusablePage, local_path_of, project_of_path
+from pipdepot.core.project import (
+    ADDED_SCHEME,
+    LocalFile,
+    ProjectState,
+    UnusablePage,
+    local_path_of,
+    project_of_path,
+)
 from pipdepot.core.store import STATE_DIR, IntegrityError, StoreKey
 from pipdepot.core.upstream import NotFound, NotModified
 from pipdepot.errors import UpstreamError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
+    from pipdepot.core.distribution import LocalDistribution
     from pipdepot.core.metrics import Metrics
     from pipdepot.core.names import NormalizedName
     from pipdepot.core.pages import Format
@@ -51,11 +62,13 @@ if TYPE_CHECKING:
     from pipdepot.core.store import Store, StoredFile
     from pipdepot.core.upstream import UpstreamClient
 
-__all__ = ["CacheStatus", "FileHit", "Mirror", "PageResult"]
+__all__ = ["CacheStatus", "FileHit", "ImportedFile", "Mirror", "Origin", "PageResult", "View"]
 
 logger = logging.getLogger(__name__)
 
 CacheStatus = Literal["hit", "miss", "stale", "offline"]
+#: A state as an offline mirror shows it, and whether its page lists only ``local`` files.
+View: TypeAlias = Callable[[ProjectState], tuple[ProjectState, bool]]
 _STATES = f"{STATE_DIR}/projects"
 _SUMMARY = StoreKey(f"{STATE_DIR}/summary.json")
 _BACKOFF = 15.0
@@ -78,6 +91,27 @@ class PageResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an imported file's project came from, for a mirror that has never seen it."""
+
+    upstream: str
+    extra: dict[str, object]
+    added: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedFile:
+    """A file from an export archive, verified and staged in the spool."""
+
+    name: NormalizedName
+    entry: FileEntry
+    local: LocalFile
+    staged: Path
+    metadata: bytes | None
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
 class FileHit:
     """A file present in the store."""
 
@@ -88,7 +122,7 @@ class FileHit:
 class Mirror:
     """Pages and files for the web layer; one instance per server."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the server's wiring: each collaborator and policy, by keyword)
         self,
         store: Store,
         client: UpstreamClient | None,
@@ -96,12 +130,18 @@ class Mirror:
         *,
         ttl: float,
         metrics: Metrics,
+        fresh_after: float = 0.0,
+        view: View | None = None,
     ) -> None:
         self.store = store
         self.client = client
         self.upstreams = upstreams
         self.ttl = ttl
         self.metrics = metrics
+        #: Pages fetched before this time are refreshed at first use (``sync`` wants upstream's latest).
+        self.fresh_after = fresh_after
+        #: Offline only: what the pages show, in place of the local files (``check``'s verified views).
+        self.view = view
         self._states: OrderedDict[NormalizedName, ProjectState] = OrderedDict()
         self._refreshes: dict[NormalizedName, asyncio.Task[ProjectState | None]] = {}
         self._downloads: dict[StoreKey, Download] = {}
@@ -115,6 +155,8 @@ class Mirror:
         #: every page is served stale at once instead of after a failed attempt each.
         self._down_until: dict[str, float] = {}
         self._tasks: set[asyncio.Task[object]] = set()
+        #: Files this process downloaded, whoever asked (``sync`` reports them as fetched).
+        self.downloaded: set[str] = set()
 
     @property
     def offline(self) -> bool:
@@ -141,6 +183,14 @@ class Mirror:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=30)
 
+    def local_projects(self) -> list[str]:
+        """The projects with files in the store, sorted."""
+        return sorted(self._local_projects)
+
+    async def state(self, name: NormalizedName) -> ProjectState | None:
+        """What is known of ``name``, without asking upstream."""
+        return await self._load(name)
+
     # -- pages ------------------------------------------------------------
 
     async def project(self, name: NormalizedName) -> PageResult | None:
@@ -150,8 +200,12 @@ class Mirror:
         """
         state = await self._load(name)
         if self.offline:
-            return PageResult(state, local_only=True, cache="offline") if state and state.local else None
-        if state is not None and time.time() - state.fetched_at < self.ttl:
+            return self._offline_page(state)
+        if (
+            state is not None
+            and time.time() - state.fetched_at < self.ttl
+            and state.fetched_at >= self.fresh_after
+        ):
             self.metrics.hits += 1
             return PageResult(state, local_only=False, cache="hit")
         try:
@@ -169,6 +223,16 @@ class Mirror:
         self.metrics.hits += cache == "hit"
         self.metrics.misses += cache == "miss"
         return PageResult(fresh, local_only=False, cache=cache)
+
+    def _offline_page(self, state: ProjectState | None) -> PageResult | None:
+        if state is None:
+            return None
+        local_only = True
+        if self.view is not None:
+            state, local_only = self.view(state)
+        if not (state.local if local_only else state.files):
+            return None
+        return PageResult(state, local_only=local_only, cache="offline")
 
     def rendered(self, result: PageResult, fmt: Format) -> RenderedPage:
         """``result`` as ``fmt``, rendered and compressed once per state generation."""
@@ -231,6 +295,8 @@ class Mirror:
                 old.fetched_at = time.time()
                 return old
             return await self._adopt(name, answer)
+        if old is not None and old.added:  # a private project: upstream has none of it, which is right
+            return await self._adopt(name, ProjectState(name, "", [], fetched_at=time.time()))
         return None
 
     async def _adopt(self, name: NormalizedName, new: ProjectState) -> ProjectState:
@@ -240,6 +306,8 @@ class Mirror:
             if current is not None:
                 new.local = current.local
                 new.generation = current.generation + 1
+                new.added = current.added
+                new.merge_added()
             self._remember(new)
             await self._save(new)
             if new.local:
@@ -276,14 +344,14 @@ class Mirror:
         key = _key_of(entry)
         stored = await self.store.stat(key)
         path = self.store.local_path(key)
-        if stored is None or path is None:
-            return None
+        if stored is None or path is None or stored.size != state.local[entry["filename"]].size:
+            return None  # gone or cut short behind the mirror's back: fetched again
         self.metrics.hits += 1
         return FileHit(path, stored.size)
 
     def download(self, name: NormalizedName, entry: FileEntry) -> Download | None:
         """The download of a file not in the store, started if no one started it; ``None`` offline."""
-        if self.client is None:
+        if self.client is None or entry["url"].startswith(ADDED_SCHEME):
             return None
         key = _key_of(entry)
         running = self._downloads.get(key)
@@ -304,6 +372,101 @@ class Mirror:
         task.add_done_callback(self._tasks.discard)
         return download
 
+    async def fetch(self, name: NormalizedName, entry: FileEntry) -> tuple[int, bool]:
+        """Make sure the file is in the store: its size, and whether it was downloaded just now.
+
+        :raises UpstreamError, IntegrityError: it could not be fetched or verified; nothing is kept.
+        """
+        hit = await self.local_file(name, entry)
+        if hit is not None:
+            return hit.size, False
+        download = self.download(name, entry)
+        if download is None:
+            raise UpstreamError(f"{entry['filename']} is not in the mirror, and the mirror is offline")
+        await download.done.wait()
+        if download.error is not None:
+            raise download.error
+        assert download.stored is not None  # noqa: S101 (no error means it was stored)
+        return download.stored.size, True
+
+    async def add(self, dist: LocalDistribution) -> bool:
+        """Put a local wheel or sdist into the mirror, listed like upstream's files (before them).
+
+        :returns: ``False`` when the same file (same sha256) is already there.
+        :raises IntegrityError: a file of that name is there with other content; nothing changes.
+        """
+        key = StoreKey(f"packages/+local/{dist.name}/{dist.filename}")
+        async with self._lock(dist.name):
+            state = await self._load(dist.name) or ProjectState(dist.name, "", [])
+            known = next((e for e in state.added if e["filename"] == dist.filename), None)
+            if known is not None:
+                if known["hashes"]["sha256"] == dist.sha256 and dist.filename in state.local:
+                    return False
+                if known["hashes"]["sha256"] != dist.sha256:
+                    raise IntegrityError(
+                        f"{dist.filename} is already in the mirror with other content "
+                        f"(sha256 {known['hashes']['sha256'][:12]}..., this one {dist.sha256[:12]}...)"
+                    )
+            await self.store.put(
+                key, await asyncio.to_thread(self._spooled_copy, dist.path), sha256=dist.sha256
+            )
+            entry: FileEntry = {
+                "filename": dist.filename,
+                "url": f"{ADDED_SCHEME}/{key}",
+                "hashes": {"sha256": dist.sha256},
+                "size": dist.size,
+                "upload-time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            }
+            if dist.requires_python:
+                entry["requires-python"] = dist.requires_python
+            if dist.metadata is not None:
+                await self.store.put(StoreKey(key + ".metadata"), dist.metadata)
+                entry["core-metadata"] = {"sha256": hashlib.sha256(dist.metadata).hexdigest()}
+            state.added = [e for e in state.added if e["filename"] != dist.filename] + [entry]
+            state.merge_added()
+            state.local[dist.filename] = LocalFile(dist.sha256, dist.size)
+            state.generation += 1
+            self._remember(state)
+            await self._save(state)
+            await self._write_tree(state)
+        return True
+
+    async def import_file(self, item: ImportedFile) -> None:
+        """Move a verified file (``staged``, in the spool) into the store and list it.
+
+        The entry joins the project's page if the page lacks it; a project the mirror has
+        never seen starts from the exporter's record, due for a refresh when online.
+
+        :raises IntegrityError: ``staged`` does not hash to ``local.sha256``.
+        """
+        name, entry, local, origin = item.name, item.entry, item.local, item.origin
+        key = _key_of(entry)
+        async with self._lock(name):
+            state = await self._load(name) or ProjectState(
+                name, origin.upstream, [], extra=dict(origin.extra)
+            )
+            await self.store.put(key, item.staged, sha256=local.sha256)
+            if item.metadata is not None:
+                await self.store.put(StoreKey(key + ".metadata"), item.metadata)
+            names = {e["filename"] for e in state.files}
+            if origin.added:
+                state.added = [e for e in state.added if e["filename"] != entry["filename"]] + [entry]
+                state.merge_added()
+            elif entry["filename"] not in names:
+                state.files.append(entry)
+                state.merge_added()  # also forgets the cached paths, which lack the new file
+            state.local[entry["filename"]] = local
+            state.generation += 1
+            self._remember(state)
+            await self._save(state)
+            await self._write_tree(state)
+
+    def _spooled_copy(self, source: Path) -> Path:
+        fd, name = tempfile.mkstemp(dir=self.store.spool_directory(), prefix="add-")
+        with open(fd, "wb") as target, source.open("rb") as stream:  # noqa: PTH123 (a descriptor, not a path)
+            shutil.copyfileobj(stream, target, 1 << 20)
+        return Path(name)
+
     async def _run_download(self, name: NormalizedName, entry: FileEntry, download: Download) -> None:
         assert self.client is not None  # noqa: S101
         started = time.monotonic()
@@ -313,6 +476,7 @@ class Mirror:
             if entry["filename"].endswith(".whl") and not entry.get("core-metadata"):
                 metadata_sha256 = await self._extract_and_store_metadata(entry)
             await self._add_local(name, entry["filename"], LocalFile(sha256, stored.size, metadata_sha256))
+            self.downloaded.add(entry["filename"])
             elapsed = (time.monotonic() - started) * 1000
             logger.info("cached %s (%d bytes, %.0f ms)", download.key, stored.size, elapsed)
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pipdepot.core.names import NormalizedName
 
 __all__ = [
+    "ADDED_SCHEME",
     "JSON_TYPE",
     "FileEntry",
     "LocalFile",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+#: The URL scheme of files put in by ``pipdepot add``: they have no upstream to come from.
+ADDED_SCHEME = "local://"
 FileEntry = dict[str, Any]
 _STATE_FORMAT = 1
 _FORBIDDEN_SEGMENTS = frozenset({"", ".", ".."})
@@ -68,9 +71,18 @@ class ProjectState:
     local: dict[str, LocalFile] = field(default_factory=dict)
     #: Bumped on every change, so rendered pages know they are stale.
     generation: int = 0
+    #: Files put in by ``pipdepot add``; listed first in ``files``, kept when upstream's page changes.
+    added: list[FileEntry] = field(default_factory=list)
     _paths: dict[str, str] | None = field(default=None, repr=False, compare=False)
     _by_path: dict[str, FileEntry] | None = field(default=None, repr=False, compare=False)
     _versions: list[str] | None = field(default=None, repr=False, compare=False)
+
+    def merge_added(self) -> None:
+        """List the added files first in ``files``; an upstream file of the same name is hidden."""
+        names = {entry["filename"] for entry in self.added}
+        upstream = [entry for entry in self.files if entry["filename"] not in names]
+        self.files = [*self.added, *upstream]
+        self._paths = self._by_path = self._versions = None
 
     def path_of(self, filename: str) -> str:
         """Where the file is served (``/packages/...``), computed once per state for all files."""
@@ -105,7 +117,8 @@ class ProjectState:
                 "fetched_at": self.fetched_at,
                 "generation": self.generation,
                 "extra": self.extra,
-                "files": self.files,
+                "files": self.files[len(self.added) :] if self.added else self.files,
+                "added": self.added,
                 "local": {
                     name: {"sha256": f.sha256, "size": f.size, "metadata_sha256": f.metadata_sha256}
                     for name, f in self.local.items()
@@ -123,7 +136,7 @@ class ProjectState:
         raw = json.loads(data)
         if raw.get("format") != _STATE_FORMAT:
             raise ValueError(f"unknown state format {raw.get('format')!r}")
-        return cls(
+        state = cls(
             name=raw["name"],
             upstream=raw["upstream"],
             files=raw["files"],
@@ -132,7 +145,11 @@ class ProjectState:
             fetched_at=float(raw["fetched_at"]),
             generation=int(raw.get("generation", 0)),
             local={name: LocalFile(**value) for name, value in raw["local"].items()},
+            added=raw.get("added", []),
         )
+        if state.added:
+            state.merge_added()
+        return state
 
 
 def local_path_of(url: str, filename: str) -> str:

@@ -9,17 +9,12 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import web
 
-from pipdepot import __version__
-from pipdepot.core.metrics import Metrics
-from pipdepot.core.mirror import Mirror
-from pipdepot.core.upstream import UpstreamClient
 from pipdepot.core.urls import redact_url
 from pipdepot.core.web import AccessLogger, create_app
 from pipdepot.errors import ConfigError
-from pipdepot.storage.filesystem import FilesystemStore
+from pipdepot.operations.session import open_mirror
 
 if TYPE_CHECKING:
     from pipdepot.settings import ServeSettings
@@ -42,19 +37,14 @@ def serve(settings: ServeSettings) -> None:
 
 
 async def _serve(settings: ServeSettings) -> None:
-    try:
-        settings.mirror_dir.mkdir(parents=True, exist_ok=True)
-        store = FilesystemStore(settings.mirror_dir)
-    except OSError as exc:
-        raise ConfigError(f"mirror directory {settings.mirror_dir}: {exc.strerror}") from exc
-    connector = aiohttp.TCPConnector(limit=64, limit_per_host=32, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(
-        connector=connector, headers={"User-Agent": f"pipdepot/{__version__}"}, auto_decompress=True
-    ) as session:
-        client = None if settings.offline else UpstreamClient(session, timeout=settings.upstream_timeout)
-        metrics = Metrics()
-        mirror = Mirror(store, client, settings.upstreams, ttl=settings.ttl, metrics=metrics)
-        await mirror.start()
+    async with open_mirror(
+        settings.mirror_dir,
+        purpose="pipdepot serve",
+        writer=True,
+        upstreams=() if settings.offline else settings.upstreams,
+        upstream_timeout=settings.upstream_timeout,
+        ttl=settings.ttl,
+    ) as mirror:
         describe: dict[str, object] = {
             "mirror_dir": str(settings.mirror_dir),
             "upstreams": [redact_url(u) for u in settings.upstreams],
@@ -82,7 +72,6 @@ async def _serve(settings: ServeSettings) -> None:
         await stop.wait()
         logger.info("stopping")
         await runner.cleanup()
-        await mirror.aclose()
 
 
 def _process_age() -> float:

@@ -26,12 +26,14 @@ def __dir__() -> list[str]:
 class FilesystemStore:
     """Keys are paths under ``root``; writes go through a temporary file and a rename."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, writer: bool = True) -> None:
+        """Open the mirror at ``root``; a ``writer`` (who holds the mirror's lock) clears the spool."""
         self.root = root
         self._spool = root / STATE_DIR / "tmp"
-        self._spool.mkdir(parents=True, exist_ok=True)
-        for leftover in self._spool.iterdir():  # a killed download never becomes a file
-            leftover.unlink(missing_ok=True)
+        if writer:
+            self._spool.mkdir(parents=True, exist_ok=True)
+            for leftover in self._spool.iterdir():  # a killed download never becomes a file
+                leftover.unlink(missing_ok=True)
 
     def _path(self, key: StoreKey) -> Path:
         parts = key.split("/")

@@ -1,0 +1,170 @@
+"""A wheel or sdist on local disk, checked before it may enter the mirror (``pipdepot add``).
+
+The filename, the archive and the metadata inside must agree on the project and
+version: a file the mirror would list under the wrong name, or that pip would
+reject after download, is refused up front.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+import tomllib
+import zipfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from packaging.metadata import parse_email
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pipdepot.core.names import NormalizedName
+
+__all__ = ["InvalidDistribution", "LocalDistribution", "build_requirements", "inspect_distribution"]
+
+_CHUNK = 1 << 20
+_SDIST_SUFFIXES = (".tar.gz", ".zip")
+#: What pip installs to build an sdist that names no build system (PEP 517's fallback).
+_LEGACY_BUILD = ("setuptools>=40.8.0",)
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class InvalidDistribution(ValueError):  # noqa: N818 (reads as a sentence: raise InvalidDistribution)
+    """The file is not a wheel or sdist pipdepot can list."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalDistribution:
+    """A checked local distribution file."""
+
+    path: Path
+    filename: str
+    name: NormalizedName
+    version: str
+    sha256: str
+    size: int
+    #: The wheel's METADATA, served as the PEP 658 ``.metadata`` file; ``None`` for an sdist.
+    metadata: bytes | None
+    requires_python: str | None
+
+
+def inspect_distribution(path: Path) -> LocalDistribution:
+    """Read and check ``path``.
+
+    :raises InvalidDistribution: its name, archive or metadata is unusable; the message says which.
+    """
+    filename = path.name
+    try:
+        if filename.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(filename)
+            reader = _wheel_metadata
+        elif filename.endswith(_SDIST_SUFFIXES):
+            name, version = parse_sdist_filename(filename)
+            reader = _sdist_metadata
+        else:
+            raise InvalidDistribution(f"{filename}: not a wheel (.whl) or an sdist (.tar.gz, .zip)")
+    except (InvalidWheelFilename, InvalidSdistFilename) as exc:
+        raise InvalidDistribution(f"{filename}: {exc}") from None
+    try:
+        metadata = reader(path)
+    except (OSError, zipfile.BadZipFile, tarfile.TarError, KeyError) as exc:
+        raise InvalidDistribution(f"{filename}: unreadable archive: {exc}") from None
+    raw, _ = parse_email(metadata)
+    inner_name, inner_version = raw.get("name"), raw.get("version")
+    if inner_name is None or canonicalize_name(inner_name) != name:
+        raise InvalidDistribution(f"{filename}: its metadata names project {inner_name!r}, not {name!r}")
+    try:
+        same_version = inner_version is not None and Version(inner_version) == version
+    except InvalidVersion:
+        same_version = False
+    if not same_version:
+        raise InvalidDistribution(
+            f"{filename}: its metadata says version {inner_version!r}, not {str(version)!r}"
+        )
+    sha256, size = _digest(path)
+    return LocalDistribution(
+        path=path,
+        filename=filename,
+        name=name,
+        version=str(version),
+        sha256=sha256,
+        size=size,
+        metadata=metadata if filename.endswith(".whl") else None,
+        requires_python=raw.get("requires_python"),
+    )
+
+
+def _wheel_metadata(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as wheel:
+        found = [n for n in wheel.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        if len(found) != 1:
+            raise InvalidDistribution(f"{path.name}: a wheel needs exactly one *.dist-info/METADATA")
+        return wheel.read(found[0])
+
+
+def _sdist_metadata(path: Path) -> bytes:
+    data = _sdist_member(path, "PKG-INFO")
+    if data is None:
+        raise InvalidDistribution(f"{path.name}: an sdist needs <name>-<version>/PKG-INFO")
+    return data
+
+
+def _digest(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def build_requirements(path: Path) -> list[str]:
+    """What installing the sdist at ``path`` needs first: its ``build-system.requires``.
+
+    An offline build root cannot fetch its build backend, so the mirror must hold it too.
+
+    :raises InvalidDistribution: the archive cannot be read.
+    """
+    try:
+        data = _sdist_member(path, "pyproject.toml")
+        if data is None:
+            return list(_LEGACY_BUILD)
+        system = tomllib.loads(data.decode()).get("build-system")
+    except (
+        OSError,
+        zipfile.BadZipFile,
+        tarfile.TarError,
+        UnicodeDecodeError,
+        tomllib.TOMLDecodeError,
+    ) as exc:
+        raise InvalidDistribution(f"{path.name}: unreadable sdist: {exc}") from None
+    if not isinstance(system, dict) or "requires" not in system:
+        return list(_LEGACY_BUILD)
+    return [str(r) for r in system["requires"]]
+
+
+def _sdist_member(path: Path, name: str) -> bytes | None:
+    """``<top>/<name>`` of an sdist, or ``None``."""
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            found = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/" + name)]
+            return archive.read(found[0]) if found else None
+    with tarfile.open(path, "r:*") as archive:
+        for member in archive:
+            if member.isfile() and member.name.count("/") == 1 and member.name.endswith("/" + name):
+                stream = archive.extractfile(member)
+                return stream.read() if stream is not None else None
+    return None

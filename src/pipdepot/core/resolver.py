@@ -1,0 +1,104 @@
+"""Resolve requirements with uv's resolver, against an index pipdepot serves.
+
+pipdepot writes no resolver: ``uv pip compile`` does it, reading PEP 658
+metadata files from the index instead of whole wheels, for any Python version
+and platform (``--python-version``, ``--python-platform``). It runs with no
+configuration and no environment of the host's, a fresh cache and no Python
+downloads, so the only thing it talks to is the index it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from typing import TYPE_CHECKING
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from pipdepot.core.locks import Pin
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pipdepot.core.targets import Target
+
+__all__ = ["ResolutionError", "resolve"]
+
+#: uv's tree-drawing and bullet characters, dropped when its message is made one line.
+_DECORATION = re.compile("[\u00d7\u2570\u2500\u25b6\u2502\u251c\u2514]+")
+_KEPT_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class ResolutionError(Exception):
+    """The requirements do not resolve for a target; the message is uv's, on one line."""
+
+
+async def resolve(requirements: Path, target: Target, *, index_url: str, cache_dir: Path) -> list[Pin]:
+    """The exact versions ``requirements`` need on ``target``, from the index at ``index_url``.
+
+    :raises ResolutionError: no set of versions satisfies them (or the index failed).
+    """
+    import uv  # noqa: PLC0415 (finds the binary; only these commands need it)
+
+    command = [
+        uv.find_uv_bin(),
+        "pip",
+        "compile",
+        "--no-config",
+        "--no-header",
+        "--no-annotate",
+        "--no-python-downloads",
+        "--color=never",
+        "--cache-dir",
+        str(cache_dir),
+        "--index-url",
+        index_url,
+        "--index-strategy",
+        "first-index",
+        "--python-version",
+        target.python,
+        *(["--python-platform", target.uv_platform] if target.uv_platform else []),
+        str(requirements),
+    ]
+    environment = {k: os.environ[k] for k in _KEPT_ENVIRONMENT if k in os.environ}
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        env=environment,
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise ResolutionError(_one_line(err.decode(errors="replace")))
+    return _pins(out.decode())
+
+
+def _pins(output: str) -> list[Pin]:
+    pins = []
+    for line in output.splitlines():
+        text = line.split("#", 1)[0].strip()
+        if not text or text.startswith("-"):
+            continue
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        specifiers = list(requirement.specifier)
+        if len(specifiers) == 1 and specifiers[0].operator == "==":
+            pins.append(Pin(canonicalize_name(requirement.name), specifiers[0].version))
+    return pins
+
+
+def _one_line(message: str) -> str:
+    """Uv's multi-line report as one line: warnings dropped, drawing removed, spaces squeezed."""
+    lines = [line for line in message.splitlines() if line.strip() and not line.startswith("warning:")]
+    text = " ".join(_DECORATION.sub(" ", line).strip() for line in lines)
+    text = re.sub(r"\s+", " ", text.replace("error: ", "")).strip()
+    return text or "uv failed without a message"

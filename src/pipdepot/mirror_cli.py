@@ -1,0 +1,386 @@
+"""The commands that fill, prove, list and move the mirror: sync, add, check, ls, export, import."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from pipdepot.core.targets import InvalidTarget, Target, make_targets
+from pipdepot.errors import ConfigError, MirrorError
+from pipdepot.operations.add import add, find_distributions
+from pipdepot.operations.check import CheckReport, check
+from pipdepot.operations.inventory import inventory
+from pipdepot.operations.sync import SyncOptions, read_inputs, sync
+from pipdepot.operations.transfer import export_mirror, import_mirror
+from pipdepot.settings import ServeFlags, ServeSettings, load_serve_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pipdepot.operations.sync import Inputs
+
+__all__ = ["MIRROR_COMMANDS", "check_before_chroot"]
+
+F = TypeVar("F", bound="Callable[..., Any]")
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def _mirror_option(command: F) -> F:
+    return click.option(
+        "--mirror",
+        "mirror_dir",
+        metavar="DIR",
+        help="The local mirror. [env: PIPDEPOT_MIRROR_DIR, DIB_IMAGE_CACHE/pypi/mirror; "
+        "default: ~/.cache/image-create/pypi/mirror]",
+    )(command)
+
+
+def _requirements_option(*, required: bool) -> Callable[[F], F]:
+    return click.option(
+        "-r",
+        "--requirement",
+        "inputs",
+        multiple=True,
+        required=required,
+        type=click.Path(path_type=Path),
+        metavar="FILE",
+        help="Requirements file (pip's format: hashes checked, index options ignored), or a lock file "
+        "taken as exact pins: pylock.toml (PEP 751, pylock.*.toml) or uv.lock. Repeatable.",
+    )
+
+
+def _target_options(command: F) -> F:
+    options = [
+        click.option(
+            "--python-version",
+            "pythons",
+            multiple=True,
+            metavar="X.Y",
+            help="Target CPython version, repeatable. [default: this interpreter's]",
+        ),
+        click.option(
+            "--platform",
+            "platforms",
+            multiple=True,
+            metavar="TAG",
+            help="Target wheel platform tag (manylinux_2_28_x86_64, musllinux_1_2_aarch64, "
+            "macosx_11_0_arm64, win_amd64...), repeatable; every version is combined with every "
+            "platform. [default: this machine's]",
+        ),
+        click.option(
+            "--implementation",
+            type=click.Choice(["cp"]),
+            default="cp",
+            show_default=True,
+            help="Target Python implementation (uv resolves for CPython).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _settings(
+    mirror_dir: str | None, upstreams: tuple[str, ...] = (), timeout: str | None = None
+) -> ServeSettings:
+    flags = ServeFlags(mirror_dir=mirror_dir, upstreams=upstreams, upstream_timeout=timeout)
+    return load_serve_settings(flags, os.environ)
+
+
+def _targets(pythons: tuple[str, ...], platforms: tuple[str, ...]) -> list[Target]:
+    try:
+        return make_targets(pythons, platforms)
+    except InvalidTarget as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _notes(notes: list[str]) -> None:
+    for note in notes:
+        click.echo(f"pipdepot: note: {note}", err=True)
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{count} B"
+
+
+class _Progress:
+    """A bar on a terminal; one line per file otherwise (logs, CI)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self._bar: Any = None
+
+    def planned(self, files: int, size: int) -> None:
+        if self._bar is not None:
+            self._bar.render_finish()
+        if self.tty and files:
+            self._bar = click.progressbar(length=files, label=f"files ({_size(size)})", file=sys.stderr)
+            self._bar.render_progress()
+
+    def done(self, filename: str, size: int, *, fetched: bool) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+        elif not self.tty:
+            click.echo(
+                f"pipdepot: {'fetched' if fetched else 'present'} {filename} ({_size(size)})", err=True
+            )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.render_finish()
+            self._bar = None
+
+
+@click.command(name="sync")
+@_requirements_option(required=True)
+@_target_options
+@_mirror_option
+@click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    metavar="URL",
+    help="Upstream index, repeatable; per project, the first that has it. "
+    "[env: PIPDEPOT_UPSTREAMS (space-separated); default: PyPI]",
+)
+@click.option(
+    "--upstream-timeout",
+    metavar="SECONDS",
+    help="Give up on an upstream request after this long. [default: 10]",
+)
+def sync_command(
+    *,
+    inputs: tuple[Path, ...],
+    pythons: tuple[str, ...],
+    platforms: tuple[str, ...],
+    implementation: str,  # noqa: ARG001 (only "cp" exists; the option documents it)
+    mirror_dir: str | None,
+    upstreams: tuple[str, ...],
+    upstream_timeout: str | None,
+) -> None:
+    """Put every file the requirements need into the mirror, for every target.
+
+    uv resolves the requirements (with all dependencies) per target, against
+    the mirror itself, which fetches project pages and PEP 658 metadata from
+    upstream and keeps them; then the file each target installs (the best
+    wheel, else the sdist, and an sdist's build requirements) is downloaded
+    once, verified against upstream's sha256 and any --hash in the file.
+    Afterwards `pipdepot check` proves the same targets install offline.
+    """
+    settings = _settings(mirror_dir, upstreams, upstream_timeout)
+    targets = _targets(pythons, platforms)
+    read = read_inputs(list(inputs))
+    progress = _Progress()
+    try:
+        report = asyncio.run(
+            sync(
+                read,
+                targets,
+                SyncOptions(settings.mirror_dir, settings.upstreams, settings.upstream_timeout),
+                progress,
+            )
+        )
+    finally:
+        progress.close()
+    _notes(report.notes)
+    total = report.fetched_bytes + report.present_bytes
+    click.echo(
+        f"synced {settings.mirror_dir} for {', '.join(report.targets)}: {len(report.projects)} projects, "
+        f"{len(report.filenames)} files ({_size(total)}); fetched {report.fetched_files} files "
+        f"({_size(report.fetched_bytes)}), already present {report.present_files} "
+        f"({_size(report.present_bytes)}); {report.seconds:.1f} s"
+    )
+
+
+@click.command(name="check")
+@_requirements_option(required=True)
+@_target_options
+@_mirror_option
+def check_command(
+    *,
+    inputs: tuple[Path, ...],
+    pythons: tuple[str, ...],
+    platforms: tuple[str, ...],
+    implementation: str,  # noqa: ARG001
+    mirror_dir: str | None,
+) -> None:
+    """Prove, with no network, that the requirements install from the mirror alone.
+
+    For each target, uv resolves the requirements against the mirror's files
+    (checked on disk), and each version it picks must have a file the target
+    installs, whose bytes match its sha256. Exits 1 with every missing
+    (project, version, target) when they do not; run `pipdepot sync` with the
+    same arguments to fill the gaps.
+    """
+    settings = _settings(mirror_dir)
+    targets = _targets(pythons, platforms)
+    report = asyncio.run(check(read_inputs(list(inputs)), targets, mirror_dir=settings.mirror_dir))
+    _report_check(report, settings.mirror_dir)
+
+
+def _report_check(report: CheckReport, mirror_dir: Path) -> None:
+    _notes(report.notes)
+    for target, files in report.targets.items():
+        if not any(m.target == target for m in report.missing):
+            click.echo(f"ok: {target}: {files} files, all in the mirror {mirror_dir}")
+    for missing in report.missing:
+        click.echo(f"missing: {missing}")
+    if not report.ok:
+        targets = {m.target for m in report.missing}
+        raise MirrorError(
+            f"the mirror lacks {len(report.missing)} item(s) for {len(targets)} target(s): an offline "
+            "install would fail",
+            hint="run `pipdepot sync` with the same requirements and targets",
+        )
+
+
+def check_before_chroot(inputs: tuple[Path, ...], mirror_dir: Path, root: Path) -> None:
+    """``pipdepot chroot --check``: the check for the root's own Python, before the root is touched.
+
+    :raises MirrorError: the mirror lacks something; the root is left as it was.
+    """
+    read: Inputs = read_inputs(list(inputs))
+    python = _root_python(root)
+    targets = _targets((python,) if python else (), ())
+    report = asyncio.run(check(read, targets, mirror_dir=mirror_dir))
+    _report_check(report, mirror_dir)
+
+
+def _root_python(root: Path) -> str | None:
+    """The newest ``python3.X`` in the root's /usr/bin (or /usr/local/bin)."""
+    found = []
+    for directory in ("usr/bin", "usr/local/bin"):
+        for path in (root / directory).glob("python3.*"):
+            minor = path.name.removeprefix("python3.")
+            if minor.isdigit():
+                found.append(int(minor))
+    return f"3.{max(found)}" if found else None
+
+
+@click.command(name="add")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_mirror_option
+def add_command(paths: tuple[Path, ...], mirror_dir: str | None) -> None:
+    """Put local wheels and sdists (files, or directories of them) into the mirror.
+
+    Each is checked first (filename, archive, metadata name and version), then
+    listed on its project's page like upstream's files, before them, with its
+    sha256 and (wheels) its PEP 658 metadata. A project upstream does not know
+    is served from these files alone. A file of the same name and other content
+    is refused; the same file again is a no-op.
+    """
+    settings = _settings(mirror_dir)
+    distributions = find_distributions(list(paths))
+    report = asyncio.run(add(distributions, mirror_dir=settings.mirror_dir))
+    for dist in report.added:
+        click.echo(f"added {dist.filename} ({_size(dist.size)}, sha256 {dist.sha256[:16]}...)")
+    for dist in report.present:
+        click.echo(f"already there: {dist.filename}")
+
+
+@click.command(name="ls")
+@click.argument("project", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_mirror_option
+def ls_command(project: str | None, as_json: bool, mirror_dir: str | None) -> None:
+    """List what the mirror holds: projects, versions, files, sizes (or one PROJECT's files)."""
+    settings = _settings(mirror_dir)
+    held = asyncio.run(inventory(settings.mirror_dir, project))
+    if as_json:
+        document = [
+            {
+                "name": p.name,
+                "versions": list(p.versions),
+                "size": p.size,
+                "files": [
+                    {
+                        "filename": f.filename,
+                        "version": f.version,
+                        "size": f.size,
+                        "sha256": f.sha256,
+                        "source": f.source,
+                    }
+                    for f in p.files
+                ],
+            }
+            for p in held
+        ]
+        click.echo(json.dumps(document, indent=2))
+        return
+    if project is not None:
+        for file in held[0].files:
+            click.echo(f"{file.version:<16} {_size(file.size):>9}  {file.source:<8} {file.filename}")
+        return
+    for item in held:
+        versions = ", ".join(item.versions[:5]) + (", ..." if len(item.versions) > 5 else "")
+        click.echo(f"{item.name:<32} {len(item.files):>4} files {_size(item.size):>9}  {versions}")
+    total = sum(p.size for p in held)
+    click.echo(f"{len(held)} projects, {sum(len(p.files) for p in held)} files, {_size(total)}")
+
+
+@click.command(name="export")
+@click.argument("out", type=click.Path(path_type=Path))
+@_requirements_option(required=False)
+@_target_options
+@_mirror_option
+def export_command(
+    *,
+    out: Path,
+    inputs: tuple[Path, ...],
+    pythons: tuple[str, ...],
+    platforms: tuple[str, ...],
+    implementation: str,  # noqa: ARG001
+    mirror_dir: str | None,
+) -> None:
+    """Write the mirror (or, with -r, what those requirements need on the targets) to OUT.tar.
+
+    OUT ending in .tar.gz or .tgz is compressed. With -r, the requirements must
+    first pass `pipdepot check`: the archive never carries a half set.
+    `pipdepot import` puts it into another mirror, verifying every file.
+    """
+    settings = _settings(mirror_dir)
+    only = None
+    if inputs:
+        targets = _targets(pythons, platforms)
+        report = asyncio.run(check(read_inputs(list(inputs)), targets, mirror_dir=settings.mirror_dir))
+        _report_check(report, settings.mirror_dir)
+        only = report.filenames
+    result = asyncio.run(export_mirror(settings.mirror_dir, out, only=only))
+    click.echo(
+        f"exported {len(result.projects)} projects, {result.files} files ({_size(result.size)}) to {out}"
+    )
+
+
+@click.command(name="import")
+@click.argument("archive", type=click.Path(path_type=Path))
+@_mirror_option
+def import_command(archive: Path, mirror_dir: str | None) -> None:
+    """Add the files of an ARCHIVE made by `pipdepot export` to the mirror.
+
+    Every file is hashed against the archive's manifest before anything is
+    written; a damaged archive, or a file that would replace a different one
+    already in the mirror, stops the import with the mirror unchanged.
+    """
+    settings = _settings(mirror_dir)
+    result = asyncio.run(import_mirror(archive, settings.mirror_dir))
+    click.echo(
+        f"imported {result.files} files ({_size(result.size)}) of {len(result.projects)} projects "
+        f"into {settings.mirror_dir}; {result.present} already there"
+    )
+
+
+MIRROR_COMMANDS = (sync_command, add_command, check_command, ls_command, export_command, import_command)

@@ -1,0 +1,101 @@
+"""A mirror opened for one command: store, upstream client, and an index on loopback for uv.
+
+``sync`` and ``check`` hand requirements to uv's resolver, which speaks HTTP;
+they serve their own mirror to it on 127.0.0.1 at a free port, with the same
+app ``pipdepot serve`` runs, so every file and metadata file it asks for goes
+through the one code path that fills the mirror.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from pipdepot import __version__
+from pipdepot.core.metrics import Metrics
+from pipdepot.core.mirror import Mirror
+from pipdepot.core.upstream import UpstreamClient
+from pipdepot.core.web import create_app
+from pipdepot.errors import ConfigError
+from pipdepot.storage.filesystem import FilesystemStore
+from pipdepot.storage.lock import writer_lock
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from pipdepot.core.mirror import View
+
+__all__ = ["local_index", "open_mirror"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@contextlib.asynccontextmanager
+async def open_mirror(  # noqa: PLR0913 (keyword-only settings of one mirror)
+    mirror_dir: Path,
+    *,
+    purpose: str,
+    writer: bool,
+    upstreams: tuple[str, ...] = (),
+    upstream_timeout: float = 10.0,
+    ttl: float = 600.0,
+    fresh_after: float = 0.0,
+    view: View | None = None,
+) -> AsyncIterator[Mirror]:
+    """The mirror at ``mirror_dir``, online when given ``upstreams``.
+
+    A ``writer`` holds the directory's lock for ``purpose``; a reader must change nothing
+    (offline, and ``view`` shapes what its pages list).
+
+    :raises ConfigError: the directory is unusable, or (writer) another process writes to it.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        if writer:
+            stack.enter_context(writer_lock(mirror_dir, purpose))
+        store = _open_store(mirror_dir, writer=writer)
+        client = None
+        if upstreams:
+            connector = aiohttp.TCPConnector(limit=64, limit_per_host=32, ttl_dns_cache=300)
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(connector=connector, headers={"User-Agent": f"pipdepot/{__version__}"})
+            )
+            client = UpstreamClient(session, timeout=upstream_timeout)
+        mirror = Mirror(
+            store, client, upstreams, ttl=ttl, metrics=Metrics(), fresh_after=fresh_after, view=view
+        )
+        await mirror.start()
+        try:
+            yield mirror
+        finally:
+            await mirror.aclose()
+
+
+def _open_store(mirror_dir: Path, *, writer: bool) -> FilesystemStore:
+    if not writer and not mirror_dir.is_dir():
+        raise ConfigError(f"mirror directory {mirror_dir} does not exist")
+    try:
+        return FilesystemStore(mirror_dir, writer=writer)
+    except OSError as exc:
+        raise ConfigError(f"mirror directory {mirror_dir}: {exc.strerror}") from exc
+
+
+@contextlib.asynccontextmanager
+async def local_index(mirror: Mirror) -> AsyncIterator[str]:
+    """Serve ``mirror`` on 127.0.0.1 at a free port; yields its ``/simple/`` URL."""
+    runner = web.AppRunner(create_app(mirror, describe={}), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    try:
+        await site.start()
+        server = site._server  # noqa: SLF001 (aiohttp exposes the bound port only here)
+        assert server is not None  # noqa: S101 (started just above)
+        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        yield f"http://127.0.0.1:{port}/simple/"
+    finally:
+        await runner.cleanup()
