@@ -96,6 +96,7 @@ NAME, VERSION = {name!r}, {version!r}
 MODULE = NAME.replace("-", "_")
 DIST_INFO = f"{{MODULE}}-{{VERSION}}.dist-info"
 METADATA = f"Metadata-Version: 2.1\\nName: {{NAME}}\\nVersion: {{VERSION}}\\n"
+WHEEL = "Wheel-Version: 1.0\\nGenerator: backend\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
 
 
 def get_requires_for_build_wheel(config_settings=None):
@@ -113,7 +114,7 @@ def build_wheel(directory, config_settings=None, metadata_directory=None):
     files = {{
         f"{{MODULE}}/__init__.py": f"VERSION = {{VERSION!r}}\\n",
         f"{{DIST_INFO}}/METADATA": METADATA,
-        f"{{DIST_INFO}}/WHEEL": "Wheel-Version: 1.0\\nGenerator: backend\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+        f"{{DIST_INFO}}/WHEEL": WHEEL,
     }}
     record = []
     for path, text in files.items():

@@ -220,15 +220,12 @@ async def _plan(
                 metadata = _metadata(staged, key, record)
                 existing = await mirror.store.stat(StoreKey(key))
                 if existing is not None:
+                    if await _sha256(mirror, key) != sha256:  # the bytes on disk, whatever the state says
+                        raise MirrorError(f"{key}: the mirror has a different file there; nothing imported")
                     known = state.local.get(record["entry"]["filename"]) if state is not None else None
-                    if known is None or known.sha256 != sha256:
-                        on_disk = await _sha256(mirror, key)
-                        if on_disk != sha256:
-                            raise MirrorError(
-                                f"{key}: the mirror has a different file there; nothing imported"
-                            )
-                    report.present += 1
-                    continue
+                    if known is not None:
+                        report.present += 1
+                        continue
                 local = LocalFile(sha256, int(record["size"]), record.get("metadata_sha256"))
                 origin = Origin(str(data["upstream"]), dict(data["extra"]), added=bool(record["added"]))
                 plan.append(ImportedFile(name, record["entry"], local, path, metadata, origin))
