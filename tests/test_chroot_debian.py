@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import clean_environ
+from tests.fake_upstream import FakeUpstream
 from tests.roots import Snapshot, diff, mounts_under, snapshot
-from tests.wheels import add_to_mirror, build_wheel
+from tests.wheels import add_to_mirror, build_sdist, build_wheel
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -199,5 +200,86 @@ def test_kill_9_of_pipdepot_then_restore_gives_the_exact_root(
     )
     assert result.returncode == 0, result.stderr
     assert "unmounted /tmp/pypi" in result.stdout
+    assert mounts_under(debian_root) == []
+    assert diff(pristine, snapshot(debian_root)) == []
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A mirror filled by `pipdepot sync` from a real (local) upstream, and its requirements file."""
+    base = tmp_path_factory.mktemp("synced")
+    dist = base / "dist"
+    upstream = FakeUpstream(with_metadata=True)
+    upstream.add(
+        build_wheel(dist, "pipdepot-probe-app", "1.0", requires=("pipdepot-probe-lib>=2", "probe-src"))
+    )
+    upstream.add(build_wheel(dist, "pipdepot-probe-lib", "1.0"))
+    upstream.add(build_wheel(dist, "pipdepot-probe-lib", "2.0"))
+    upstream.add(build_sdist(dist, "probe-src", "1.0", buildable=True, build_requires=("probe-backend",)))
+    upstream.add(build_wheel(dist, "probe-backend", "1.0"))
+    upstream.add(build_wheel(dist, "never-synced", "1.0"))
+    upstream.start()
+    requirements = base / "requirements.txt"
+    requirements.write_text("pipdepot-probe-app\n")
+    mirror = base / "mirror"
+    try:
+        sync = ["sync", "-r", str(requirements), "--python-version", "3.11", "--mirror", str(mirror)]
+        subprocess.run(
+            [sys.executable, "-m", "pipdepot", *sync, "--upstream", upstream.url],
+            env=clean_environ(HOME=str(base)),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        upstream.stop()
+    return mirror, requirements
+
+
+def checked_chroot(
+    root: Path, mirror: Path, home: Path, check: Path, script: str
+) -> subprocess.CompletedProcess[str]:
+    """`pipdepot chroot --offline --check` in a network namespace that has only loopback."""
+    command = [sys.executable, "-m", "pipdepot", "chroot", str(root), "--offline"]
+    command += ["--mirror-dir", str(mirror), "--check", str(check), "--", "sh", "-c", script]
+    return subprocess.run(
+        ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command],
+        env=hostile_environ(home),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+
+def test_synced_requirements_pass_the_check_and_install_offline(
+    debian_root: Path, synced: tuple[Path, Path], pristine: Snapshot, tmp_path: Path
+) -> None:
+    mirror, requirements = synced
+    script = (
+        "python3 -m venv /opt/s && /opt/s/bin/pip install --no-cache-dir pipdepot-probe-app"
+        " && /opt/s/bin/python -c 'import probe_src, pipdepot_probe_lib as lib;"
+        ' print("SYNCED-OK", lib.VERSION)\''
+        "; rc=$?; rm -rf /opt/s; exit $rc"
+    )
+    result = checked_chroot(debian_root, mirror, tmp_path, requirements, script)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "ok: cp311-host: 4 files" in output  # the root's python3.11, the backend of the sdist included
+    assert "SYNCED-OK 2.0" in output
+    assert diff(pristine, snapshot(debian_root)) == []
+
+
+def test_a_failed_check_stops_before_the_root_is_touched(
+    debian_root: Path, synced: tuple[Path, Path], pristine: Snapshot, tmp_path: Path
+) -> None:
+    mirror, _ = synced
+    more = tmp_path / "more.txt"
+    more.write_text("pipdepot-probe-app\nnever-synced\n")
+    result = checked_chroot(debian_root, mirror, tmp_path, more, "touch /CHECK-DID-NOT-STOP-ME")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "missing: requirements for cp311-host" in result.stdout
+    assert "never-synced" in result.stdout
+    assert "pipdepot: error: the mirror lacks 1 item(s)" in result.stderr
     assert mounts_under(debian_root) == []
     assert diff(pristine, snapshot(debian_root)) == []

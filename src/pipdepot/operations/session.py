@@ -8,6 +8,7 @@ through the one code path that fills the mirror.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
@@ -96,6 +97,19 @@ async def local_index(mirror: Mirror) -> AsyncIterator[str]:
         server = site._server  # noqa: SLF001 (aiohttp exposes the bound port only here)
         assert server is not None  # noqa: S101 (started just above)
         port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        await _reachable(port)
         yield f"http://127.0.0.1:{port}/simple/"
     finally:
         await runner.cleanup()
+
+
+async def _reachable(port: int) -> None:
+    """Fail clearly when loopback is down (a fresh network namespace), instead of in uv's words."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout=5)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(
+            f"cannot reach 127.0.0.1, where pipdepot serves the mirror to uv's resolver: {exc}",
+            hint="bring the loopback interface up (in a network namespace: ip link set lo up)",
+        ) from None
+    writer.close()
