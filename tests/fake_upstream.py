@@ -45,8 +45,11 @@ class FakeUpstream:
     with_metadata: bool = False
     #: Seconds to sleep between 64 KiB chunks of a file (to make downloads last).
     file_delay: float = 0.0
+    #: Answer Range requests with 206, as PyPI's file host does; else send the whole file.
+    ranges: bool = True
     projects: dict[str, list[Dist]] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
+    range_hits: Counter[str] = field(default_factory=Counter)
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
@@ -143,6 +146,8 @@ class FakeUpstream:
                 data = d.path.read_bytes()
                 if self.behaviour == "wrong-hash":
                     data = data[:-1] + bytes([data[-1] ^ 0xFF])
+                if self.ranges and "Range" in request.headers:
+                    return self._range(request, data)
                 response = web.StreamResponse()
                 response.content_length = len(data)
                 await response.prepare(request)
@@ -153,6 +158,17 @@ class FakeUpstream:
                 await response.write_eof()
                 return response
         return web.Response(status=404)
+
+    def _range(self, request: web.Request, data: bytes) -> web.StreamResponse:
+        self.range_hits[request.path] += 1
+        try:
+            start, stop, _ = request.http_range.indices(len(data))
+        except ValueError:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
+        if start >= stop:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
+        headers = {"Content-Range": f"bytes {start}-{stop - 1}/{len(data)}"}
+        return web.Response(status=206, body=data[start:stop], headers=headers)
 
     async def _misbehave(self) -> web.StreamResponse | None:
         if self.behaviour == "fail":

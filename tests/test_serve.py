@@ -348,11 +348,49 @@ def test_head_range_and_if_range_on_cached_files(json_depot: Depot, dist_dir: Pa
     assert (status, body) == (200, data)
 
 
-def test_range_on_an_uncached_file_is_answered_once_cached(json_depot: Depot, dist_dir: Path) -> None:
-    url = file_url(json_depot, "gamma-1.0-py3-none-any.whl")
-    data = (dist_dir / "gamma-1.0-py3-none-any.whl").read_bytes()
-    status, _, body = get(url, {"Range": "bytes=0-9"})
-    assert (status, body) == (206, data[:10])
+def test_range_on_an_uncached_file_passes_through_and_keeps_nothing(tmp_path: Path, dist_dir: Path) -> None:
+    """A resolver reading a wheel's last bytes for its metadata must not pull the whole wheel in."""
+    server = make_upstream(dist_dir, "json")
+    depot = Depot(tmp_path / "mirror", tmp_path / "log", ("--upstream", server.url)).start()
+    try:
+        url = file_url(depot, "gamma-1.0-py3-none-any.whl")
+        data = (dist_dir / "gamma-1.0-py3-none-any.whl").read_bytes()
+        status, headers, body = get(url, {"Range": "bytes=-16"})
+        assert (status, body) == (206, data[-16:])
+        assert headers["Content-Range"] == f"bytes {len(data) - 16}-{len(data) - 1}/{len(data)}"
+        assert headers["X-Pipdepot-Cache"] == "pass"
+        status, headers, _ = get(url, method="HEAD")
+        assert (status, headers["Content-Length"]) == (200, str(len(data)))
+        assert server.file_hits() == 1  # the range only: HEAD asked upstream nothing
+        bulky = (dist_dir / "bulky-1.0-py3-none-any.whl").read_bytes()
+        status, headers, body = get(
+            file_url(depot, "bulky-1.0-py3-none-any.whl"), {"Range": "bytes=1000-600999"}
+        )
+        assert (status, body) == (206, bulky[1000:601000])  # a zip's central directory can be this large
+        assert headers["X-Pipdepot-Cache"] == "pass"
+        assert not list((tmp_path / "mirror").glob("packages/**/gamma-1.0-py3-none-any.whl"))
+        status, _, body = get(url)  # a whole file is fetched, verified and kept
+        assert (status, body) == (200, data)
+        assert list((tmp_path / "mirror").glob("packages/**/gamma-1.0-py3-none-any.whl"))
+    finally:
+        depot.stop()
+        server.stop()
+
+
+def test_range_on_an_uncached_file_is_answered_once_cached_when_upstream_ignores_ranges(
+    tmp_path: Path, dist_dir: Path
+) -> None:
+    server = make_upstream(dist_dir, "json", ranges=False)
+    depot = Depot(tmp_path / "mirror", tmp_path / "log", ("--upstream", server.url)).start()
+    try:
+        url = file_url(depot, "gamma-1.0-py3-none-any.whl")
+        data = (dist_dir / "gamma-1.0-py3-none-any.whl").read_bytes()
+        status, _, body = get(url, {"Range": "bytes=0-9"})
+        assert (status, body) == (206, data[:10])
+        assert list((tmp_path / "mirror").glob("packages/**/gamma-1.0-py3-none-any.whl"))
+    finally:
+        depot.stop()
+        server.stop()
 
 
 @pytest.mark.parametrize("upstream_metadata", [True, False])

@@ -50,7 +50,7 @@ from pipdepot.core.project import (
     project_of_path,
 )
 from pipdepot.core.store import STATE_DIR, IntegrityError, StoreKey
-from pipdepot.core.upstream import NotFound, NotModified
+from pipdepot.core.upstream import NotFound, NotModified, Partial
 from pipdepot.errors import UpstreamError
 
 if TYPE_CHECKING:
@@ -73,6 +73,8 @@ _STATES = f"{STATE_DIR}/projects"
 _SUMMARY = StoreKey(f"{STATE_DIR}/summary.json")
 _BACKOFF = 15.0
 _RENDERED_BYTES = 16 * 1024 * 1024
+#: Larger ranges fetch (and keep) the whole file: a client reading that much will want the rest.
+_PARTIAL_LIMIT = 1024 * 1024
 #: Files of parsed project states kept in memory (about 1 KiB each); the rest are read again from disk.
 _STATE_FILES = 15_000
 
@@ -466,6 +468,26 @@ class Mirror:
         with open(fd, "wb") as target, source.open("rb") as stream:  # noqa: PTH123 (a descriptor, not a path)
             shutil.copyfileobj(stream, target, 1 << 20)
         return Path(name)
+
+    def downloading(self, entry: FileEntry) -> bool:
+        """Whether the file is being downloaded now."""
+        return _key_of(entry) in self._downloads
+
+    async def partial(self, entry: FileEntry, byte_range: str) -> Partial | None:
+        """A small part of a file not in the store, straight from upstream, not kept.
+
+        uv reads a wheel's metadata from its last bytes when the index offers no
+        PEP 658 file; fetching the whole wheel for that would turn a resolver's
+        look at 400 old versions into gigabytes. ``None``: fetch the file instead.
+
+        :raises UpstreamError: upstream did not answer.
+        """
+        if self.client is None or entry["url"].startswith(ADDED_SCHEME):
+            return None
+        answer = await self.client.fetch_range(entry["url"], byte_range, limit=_PARTIAL_LIMIT)
+        if answer is not None:
+            self.metrics.bytes_fetched += len(answer.body)
+        return answer
 
     async def _run_download(self, name: NormalizedName, entry: FileEntry, download: Download) -> None:
         assert self.client is not None  # noqa: S101

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pipdepot.core.names import NormalizedName
     from pipdepot.core.project import ProjectState
 
-__all__ = ["NotFound", "NotModified", "UpstreamClient"]
+__all__ = ["NotFound", "NotModified", "Partial", "UpstreamClient"]
 
 _ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 _CHUNK = 256 * 1024
@@ -43,6 +43,15 @@ class NotFound:
 @dataclass(frozen=True, slots=True)
 class NotModified:
     """The page did not change since the ETag we sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """Part of a file, as upstream sent it for a Range request (206), or 416."""
+
+    status: int
+    body: bytes
+    content_range: str | None
 
 
 class _RetryableError(Exception):
@@ -117,5 +126,29 @@ class UpstreamClient:
                     raise UpstreamError(f"{redact_url(url)}: HTTP {response.status}")
                 async for chunk in response.content.iter_chunked(_CHUNK):
                     yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"{redact_url(url)}: {type(exc).__name__}: {exc}") from exc
+
+    async def fetch_range(self, url: str, byte_range: str, *, limit: int) -> Partial | None:
+        """Upstream's answer to ``Range: byte_range``; ``None`` if it sent the whole file or over ``limit``.
+
+        :raises UpstreamError: no usable answer.
+        """
+        headers = {"Range": byte_range, "Accept-Encoding": "identity"}
+        try:
+            async with self.session.get(url, headers=headers, timeout=self.timeout) as response:
+                if response.status == 416:  # Range Not Satisfiable
+                    return Partial(416, b"", response.headers.get("Content-Range"))
+                if response.status != 206:  # Partial Content
+                    return None
+                if (response.content_length or 0) > limit:
+                    return None
+                chunks, received = [], 0
+                async for chunk in response.content.iter_chunked(_CHUNK):
+                    received += len(chunk)
+                    if received > limit:
+                        return None
+                    chunks.append(chunk)
+                return Partial(206, b"".join(chunks), response.headers.get("Content-Range"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError(f"{redact_url(url)}: {type(exc).__name__}: {exc}") from exc

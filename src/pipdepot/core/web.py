@@ -156,7 +156,7 @@ class _Routes:
         self.mirror.metrics.bytes_served += len(body) * (request.method == "GET")
         return web.Response(body=body, headers=headers)
 
-    async def file(self, request: web.Request, path: str) -> web.StreamResponse:  # noqa: PLR0911 (one answer per case)
+    async def file(self, request: web.Request, path: str) -> web.StreamResponse:
         self.mirror.metrics.requests += 1
         is_metadata = path.endswith(".metadata")
         found = await self.mirror.find(path.removesuffix(".metadata"))
@@ -168,11 +168,24 @@ class _Routes:
         hit = await self.mirror.local_file(name, entry)
         if hit is not None:
             return self.send(request, hit.path, hit.size, "hit")
+        return await self.uncached(request, path, name, entry)
+
+    async def uncached(  # noqa: PLR0911 (one answer per case)
+        self, request: web.Request, path: str, name: NormalizedName, entry: FileEntry
+    ) -> web.StreamResponse:
+        """A file not in the store: its size, a passed-through range, or the download as it runs."""
+        if self.mirror.offline:
+            return _text(404, "not cached, and offline")
+        size = entry.get("size")
+        if request.method == "HEAD" and isinstance(size, int):  # answered without fetching anything
+            return web.Response(headers={**_file_headers("miss"), "Content-Length": str(size)})
+        if "Range" in request.headers and not self.mirror.downloading(entry):
+            passed = await self.pass_range(request, entry)
+            if passed is not None:
+                return passed
         download = self.mirror.download(name, entry)
         if download is None:
-            return _text(404, "not cached, and offline")
-        if request.method == "HEAD" and download.size is not None:
-            return web.Response(headers={**_file_headers("miss"), "Content-Length": str(download.size)})
+            return _text(404, "not available from this mirror")
         if request.method == "HEAD" or "Range" in request.headers:
             await download.done.wait()
             hit = await self.mirror.local_file(name, entry)
@@ -180,6 +193,22 @@ class _Routes:
                 return _text(502, f"download failed: {download.error}")
             return self.send(request, hit.path, hit.size, "miss")
         return await self.stream(request, path, download)
+
+    async def pass_range(self, request: web.Request, entry: FileEntry) -> web.StreamResponse | None:
+        """A small Range of an uncached file, passed through from upstream (``pass``); not kept."""
+        if request.method != "GET" or "If-Range" in request.headers:
+            return None
+        try:
+            partial = await self.mirror.partial(entry, request.headers["Range"])
+        except UpstreamError as exc:
+            return _text(502, f"upstream did not answer: {exc}")
+        if partial is None:
+            return None
+        headers = {**_file_headers("pass"), "Content-Type": "application/octet-stream"}
+        if partial.content_range:
+            headers["Content-Range"] = partial.content_range
+        self.mirror.metrics.bytes_served += len(partial.body)
+        return web.Response(status=partial.status, body=partial.body, headers=headers)
 
     async def stream(self, request: web.Request, path: str, download: Download) -> web.StreamResponse:
         """Send a file while it downloads; cut the connection if it fails verification."""
