@@ -421,3 +421,31 @@ def test_a_second_writer_is_refused(
         run_pipdepot("ls", "--mirror", str(mirror), check=False)  # readers are never refused
     finally:
         depot.stop()
+
+
+def test_files_the_resolver_pulled_in_but_no_target_installs_are_dropped(
+    run_pipdepot: PipdepotRunner, tmp_path: Path
+) -> None:
+    """Without PEP 658 metadata or ranges upstream, uv reads whole wheels: the ones it rejects go again."""
+    dist = tmp_path / "dist"
+    upstream = FakeUpstream(with_metadata=False, ranges=False)
+    upstream.add(build_wheel(dist, "top", "1.0", requires=("mid",)))
+    upstream.add(build_wheel(dist, "mid", "2.0", requires=("dep>=2",)))  # cannot be satisfied
+    upstream.add(build_wheel(dist, "mid", "1.0", requires=("dep",)))
+    upstream.add(build_wheel(dist, "dep", "1.0"))
+    upstream.start()
+    try:
+        wanted = tmp_path / "top.txt"
+        wanted.write_text("top\n")
+        mirror = tmp_path / "mirror"
+        output = sync(run_pipdepot, upstream, mirror, "-r", str(wanted))
+    finally:
+        upstream.stop()
+    assert upstream.hits[upstream.projects["mid"][0].url_path] >= 1  # mid 2.0, read whole by the resolver
+    assert "dropped 1 files" in output
+    assert listed(mirror) == {
+        "top-1.0-py3-none-any.whl",
+        "mid-1.0-py3-none-any.whl",
+        "dep-1.0-py3-none-any.whl",
+    }
+    assert not list(mirror.glob("packages/**/mid-2.0-py3-none-any.whl*"))

@@ -79,8 +79,8 @@ def inspect_distribution(path: Path) -> LocalDistribution:
         raise InvalidDistribution(f"{filename}: {exc}") from None
     try:
         metadata = reader(path)
-    except (OSError, zipfile.BadZipFile, tarfile.TarError, KeyError) as exc:
-        raise InvalidDistribution(f"{filename}: unreadable archive: {exc}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, KeyError) as exc:
+        raise InvalidDistribution(f"{filename}: unreadable archive: {_first_line(exc)}") from None
     raw, _ = parse_email(metadata)
     inner_name, inner_version = raw.get("name"), raw.get("version")
     if inner_name is None or canonicalize_name(inner_name) != name:
@@ -145,12 +145,13 @@ def build_requirements(path: Path) -> list[str]:
         system = tomllib.loads(data.decode()).get("build-system")
     except (
         OSError,
+        EOFError,
         zipfile.BadZipFile,
         tarfile.TarError,
         UnicodeDecodeError,
         tomllib.TOMLDecodeError,
     ) as exc:
-        raise InvalidDistribution(f"{path.name}: unreadable sdist: {exc}") from None
+        raise InvalidDistribution(f"{path.name}: unreadable sdist: {_first_line(exc)}") from None
     if not isinstance(system, dict) or "requires" not in system:
         return list(_LEGACY_BUILD)
     return [str(r) for r in system["requires"]]
@@ -168,3 +169,9 @@ def _sdist_member(path: Path, name: str) -> bytes | None:
                 stream = archive.extractfile(member)
                 return stream.read() if stream is not None else None
     return None
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message as one line (tarfile's span several)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from packaging.markers import InvalidMarker, Marker
+from packaging.markers import InvalidMarker, Marker, UndefinedEnvironmentName
 from packaging.utils import canonicalize_name
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ class LockFile:
             by_name.setdefault(package.pin.name, []).append(package)
         roots = [p for p in self.packages if p.root] or list(self.packages)
         chosen: dict[tuple[str, str], _Package] = {}
+        followed: set[tuple[str, str, str]] = set()  # (name, version, extra): a cycle ends
         queue = [(p, tuple(p.extras)) for p in roots]
         while queue:
             package, extras = queue.pop()
@@ -87,7 +88,9 @@ class LockFile:
             chosen[key] = package
             edges = list(package.dependencies) if fresh else []
             for extra in extras:
-                edges.extend(package.extras.get(extra, ()))
+                if (*key, extra) not in followed:
+                    followed.add((*key, extra))
+                    edges.extend(package.extras.get(extra, ()))
             for name, version, marker, wanted in edges:
                 if marker is not None and not _holds(marker, environment):
                     continue
@@ -118,7 +121,8 @@ def read_lock(path: Path) -> LockFile:
         packages, notes = _pylock(data)
         return LockFile(path, "pylock.toml", packages, notes)
     except (KeyError, TypeError, ValueError, AttributeError, InvalidMarker) as exc:
-        raise LockError(f"{path}: not a usable lock file: {type(exc).__name__}: {exc}") from None
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise LockError(f"{path}: not a usable lock file: {type(exc).__name__}: {reason}") from None
 
 
 def _pylock(data: dict[str, Any]) -> tuple[tuple[_Package, ...], tuple[str, ...]]:
@@ -128,6 +132,7 @@ def _pylock(data: dict[str, Any]) -> tuple[tuple[_Package, ...], tuple[str, ...]
     for raw in data.get("packages", []):
         name = canonicalize_name(raw["name"])
         files = [*raw.get("wheels", []), *([raw["sdist"]] if "sdist" in raw else [])]
+        files = [f for f in files if "url" in f]  # a file given only by path is not on any index
         if "version" not in raw or not files:
             notes.append(f"{raw['name']}: left out: {_REGISTRY_ONLY}")
             continue
@@ -182,4 +187,12 @@ def _edges(
 
 
 def _holds(marker: Marker, environment: dict[str, str]) -> bool:
-    return marker.evaluate({**environment, "extra": ""})
+    """Whether ``marker`` holds on the target; one about extras or groups (PEP 751) always does.
+
+    A mirror carries what any install of the lock might need, whichever extras and
+    dependency groups it asks for.
+    """
+    try:
+        return marker.evaluate({**environment, "extra": ""})
+    except UndefinedEnvironmentName:
+        return True

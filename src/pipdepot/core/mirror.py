@@ -157,8 +157,8 @@ class Mirror:
         #: every page is served stale at once instead of after a failed attempt each.
         self._down_until: dict[str, float] = {}
         self._tasks: set[asyncio.Task[object]] = set()
-        #: Files this process downloaded, whoever asked (``sync`` reports them as fetched).
-        self.downloaded: set[str] = set()
+        #: Files this process downloaded, by filename, whoever asked (``sync`` reports and prunes them).
+        self.downloaded: dict[str, NormalizedName] = {}
 
     @property
     def offline(self) -> bool:
@@ -469,6 +469,22 @@ class Mirror:
             shutil.copyfileobj(stream, target, 1 << 20)
         return Path(name)
 
+    async def forget(self, name: NormalizedName, filename: str) -> int:
+        """Remove a local file (and its metadata file) from the store and the pages; its size, or 0."""
+        async with self._lock(name):
+            state = await self._load(name)
+            local = state.local.pop(filename, None) if state is not None else None
+            if state is None or local is None:
+                return 0
+            key = StoreKey(state.path_of(filename).removeprefix("/"))
+            state.generation += 1
+            await self._save(state)  # first: a crash leaves a file not listed, never a listed file missing
+            await self._write_tree(state)
+            await self.store.delete(key)
+            await self.store.delete(StoreKey(key + ".metadata"))
+            self.downloaded.pop(filename, None)
+            return local.size
+
     def downloading(self, entry: FileEntry) -> bool:
         """Whether the file is being downloaded now."""
         return _key_of(entry) in self._downloads
@@ -498,7 +514,7 @@ class Mirror:
             if entry["filename"].endswith(".whl") and not entry.get("core-metadata"):
                 metadata_sha256 = await self._extract_and_store_metadata(entry)
             await self._add_local(name, entry["filename"], LocalFile(sha256, stored.size, metadata_sha256))
-            self.downloaded.add(entry["filename"])
+            self.downloaded[entry["filename"]] = name
             elapsed = (time.monotonic() - started) * 1000
             logger.info("cached %s (%d bytes, %.0f ms)", download.key, stored.size, elapsed)
 
@@ -559,18 +575,22 @@ class Mirror:
             await self._write_tree(state)
 
     async def _write_tree(self, state: ProjectState) -> None:
-        files = page_files(state, local_only=True)
-        await self.store.put(StoreKey(f"{state.name}/index.html"), render_tree_html(state, files))
         known = self._local_projects.get(state.name)
-        self._local_projects[state.name] = len(state.local)
+        if state.local:
+            files = page_files(state, local_only=True)
+            await self.store.put(StoreKey(f"{state.name}/index.html"), render_tree_html(state, files))
+            self._local_projects[state.name] = len(state.local)
+        else:  # its last file went: the project leaves the tree
+            await self.store.delete(StoreKey(f"{state.name}/index.html"))
+            self._local_projects.pop(state.name, None)
         self.metrics.cached_projects = len(self._local_projects)
         self.metrics.cached_files = sum(self._local_projects.values())
-        if known == len(state.local):
+        if known == self._local_projects.get(state.name):
             return
         async with self._summary_lock:  # one writer, so the last file written holds every update
             summary = json.dumps(self._local_projects, sort_keys=True).encode()
             await self.store.put(_SUMMARY, summary)
-            if known is None:
+            if known is None or state.name not in self._local_projects:
                 await self.store.put(StoreKey("index.html"), render_root_html(sorted(self._local_projects)))
 
     async def _load(self, name: NormalizedName) -> ProjectState | None:

@@ -180,7 +180,7 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     for number, raw in enumerate(text.splitlines(), start=1):
         if not pending:
             start = number
-        if raw.endswith("\\"):
+        if raw.endswith("\\") and not raw.lstrip().startswith("#"):  # pip never continues a comment
             pending += raw[:-1] + " "
             continue
         lines.append((start, pending + raw))

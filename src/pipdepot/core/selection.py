@@ -42,7 +42,7 @@ def choose_file(
     Wheels are ranked by the target's tag order, as pip ranks them; an sdist
     is taken only when no wheel fits.
     """
-    best: tuple[int, FileEntry] | None = None
+    best: tuple[tuple[int, tuple[int, str] | tuple[()]], FileEntry] | None = None
     sdist: FileEntry | None = None
     for entry in files_of_version(entries, pin.version):
         filename = entry["filename"]
@@ -54,14 +54,26 @@ def choose_file(
             continue
         if filename.endswith(".whl"):
             try:
-                rank = target.rank(parse_wheel_filename(filename)[3])
+                _, _, build, tag_set = parse_wheel_filename(filename)
             except InvalidWheelFilename:
                 continue
-            if rank is not None and (best is None or rank < best[0]):
-                best = (rank, entry)
+            rank = target.rank(tag_set)
+            if rank is None:
+                continue
+            # the best tag first; then, as pip does, the highest build number
+            key = (rank, (-build[0], build[1]) if build else ())
+            if best is None or _before(key, best[0]):
+                best = (key, entry)
         elif sdist is None or filename.endswith(".tar.gz"):
             sdist = entry
     return best[1] if best is not None else sdist
+
+
+def _before(
+    key: tuple[int, tuple[int, str] | tuple[()]], other: tuple[int, tuple[int, str] | tuple[()]]
+) -> bool:
+    """Whether a wheel ranked ``key`` beats one ranked ``other``; no build tag counts as build 0."""
+    return (key[0], key[1] or (0, "")) < (other[0], other[1] or (0, ""))
 
 
 def _version(text: str) -> Version | str:

@@ -152,10 +152,14 @@ def _describe(platform: str) -> tuple[list[str], dict[str, str], str]:
     """
     if match := _MANYLINUX.fullmatch(platform):
         major, minor, arch = int(match.group(1)), int(match.group(2)), match.group(3)
-        return _linux(arch, (major, minor))
+        return _linux(platform, arch, (major, minor))
     if match := _LEGACY_MANYLINUX.fullmatch(platform):
-        return _linux(match.group(2), _LEGACY_GLIBC[match.group(1)])
+        return _linux(platform, match.group(2), _LEGACY_GLIBC[match.group(1)])
     if match := _MUSLLINUX.fullmatch(platform):
+        if match.group(1) != "1":
+            raise InvalidTarget(
+                f"--platform {platform!r}: musl {match.group(1)}.{match.group(2)} does not exist"
+            )
         minor, arch = int(match.group(2)), match.group(3)
         names = [f"musllinux_1_{m}_{arch}" for m in range(minor, -1, -1)] + [f"linux_{arch}"]
         return names, _posix("linux", "Linux", arch), f"{_uv_arch(arch, platform)}-unknown-linux-musl"
@@ -172,7 +176,7 @@ def _describe(platform: str) -> tuple[list[str], dict[str, str], str]:
         machine = {"x86_64": "AMD64", "arm64": "ARM64", "x86": "x86"}[_WINDOWS[platform]]
         uv_arch = {"x86_64": "x86_64", "arm64": "aarch64", "x86": "i686"}[_WINDOWS[platform]]
         environment = {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt"}
-        environment["platform_machine"] = machine
+        environment.update(platform_machine=machine, platform_release="", platform_version="")
         return [platform], environment, f"{uv_arch}-pc-windows-msvc"
     if re.fullmatch(r"[a-z0-9_]+", platform):
         raise InvalidTarget(
@@ -183,17 +187,17 @@ def _describe(platform: str) -> tuple[list[str], dict[str, str], str]:
     raise InvalidTarget(f"--platform {platform!r} is not a wheel platform tag (like manylinux_2_28_x86_64)")
 
 
-def _linux(arch: str, glibc: tuple[int, int]) -> tuple[list[str], dict[str, str], str]:
+def _linux(platform: str, arch: str, glibc: tuple[int, int]) -> tuple[list[str], dict[str, str], str]:
     major, minor = glibc
-    if major != 2:
-        raise InvalidTarget(f"--platform: glibc {major}.{minor} does not exist")
+    if major != 2:  # glibc 2 is the only one there is
+        raise InvalidTarget(f"--platform {platform!r}: glibc {major}.{minor} does not exist")
     names: list[str] = []
     for m in range(minor, 4, -1):
         names.append(f"manylinux_2_{m}_{arch}")
         names.extend(f"{legacy}_{arch}" for legacy, version in _LEGACY_GLIBC.items() if version == (2, m))
     names.append(f"linux_{arch}")
     usable = [v for v in _UV_GLIBC if v <= minor] or [_UV_GLIBC[0]]
-    uv_platform = f"{_uv_arch(arch, f'manylinux_2_{minor}_{arch}')}-manylinux_2_{usable[-1]}"
+    uv_platform = f"{_uv_arch(arch, platform)}-manylinux_2_{usable[-1]}"
     return names, _posix("linux", "Linux", arch), uv_platform
 
 

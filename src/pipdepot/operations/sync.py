@@ -147,6 +147,7 @@ async def sync(
                     await run.choose(pins, target)
                 await run.fetch_all()
                 await run.build_requirements(targets)
+                await run.prune()
     report.projects = {w.name for w in run.wanted.values()}
     report.seconds = time.monotonic() - started
     return report
@@ -223,6 +224,15 @@ class _Run:
         if failures:
             more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
             raise MirrorError(f"{min(failures)}{more}")
+
+    async def prune(self) -> None:
+        """Drop what the resolver made the mirror fetch (old sdists it built to read) and no target needs."""
+        extra = {f: n for f, n in self.mirror.downloaded.items() if f not in self.report.filenames}
+        dropped = sum([await self.mirror.forget(name, filename) for filename, name in extra.items()])
+        if extra:
+            self.report.notes.append(
+                f"dropped {len(extra)} files ({dropped} bytes) the resolver fetched that no target installs"
+            )
 
     async def build_requirements(self, targets: list[Target]) -> None:
         """Resolve and fetch what building the sdists needs, until no new sdist comes in."""
