@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -103,6 +104,11 @@ def _targets(pythons: tuple[str, ...], platforms: tuple[str, ...]) -> list[Targe
         raise ConfigError(str(exc)) from None
 
 
+def _quiet() -> None:
+    """The mirror's per-request and per-file log lines are for `serve`; here the command reports."""
+    logging.getLogger("pipdepot.core").setLevel(logging.WARNING)
+
+
 def _notes(notes: list[str]) -> None:
     for note in notes:
         click.echo(f"pipdepot: note: {note}", err=True)
@@ -123,6 +129,9 @@ class _Progress:
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self._bar: Any = None
+
+    def resolving(self, target: str) -> None:
+        click.echo(f"pipdepot: resolving for {target}", err=True)
 
     def planned(self, files: int, size: int) -> None:
         if self._bar is not None:
@@ -181,6 +190,7 @@ def sync_command(
     once, verified against upstream's sha256 and any --hash in the file.
     Afterwards `pipdepot check` proves the same targets install offline.
     """
+    _quiet()
     settings = _settings(mirror_dir, upstreams, upstream_timeout)
     targets = _targets(pythons, platforms)
     read = read_inputs(list(inputs))
@@ -226,6 +236,7 @@ def check_command(
     (project, version, target) when they do not; run `pipdepot sync` with the
     same arguments to fill the gaps.
     """
+    _quiet()
     settings = _settings(mirror_dir)
     targets = _targets(pythons, platforms)
     report = asyncio.run(check(read_inputs(list(inputs)), targets, mirror_dir=settings.mirror_dir))
@@ -253,6 +264,7 @@ def check_before_chroot(inputs: tuple[Path, ...], mirror_dir: Path, root: Path) 
 
     :raises MirrorError: the mirror lacks something; the root is left as it was.
     """
+    _quiet()
     read: Inputs = read_inputs(list(inputs))
     python = _root_python(root)
     targets = _targets((python,) if python else (), ())
@@ -283,6 +295,7 @@ def add_command(paths: tuple[Path, ...], mirror_dir: str | None) -> None:
     is served from these files alone. A file of the same name and other content
     is refused; the same file again is a no-op.
     """
+    _quiet()
     settings = _settings(mirror_dir)
     distributions = find_distributions(list(paths))
     report = asyncio.run(add(distributions, mirror_dir=settings.mirror_dir))
@@ -298,6 +311,7 @@ def add_command(paths: tuple[Path, ...], mirror_dir: str | None) -> None:
 @_mirror_option
 def ls_command(project: str | None, as_json: bool, mirror_dir: str | None) -> None:
     """List what the mirror holds: projects, versions, files, sizes (or one PROJECT's files)."""
+    _quiet()
     settings = _settings(mirror_dir)
     held = asyncio.run(inventory(settings.mirror_dir, project))
     if as_json:
@@ -352,6 +366,7 @@ def export_command(
     first pass `pipdepot check`: the archive never carries a half set.
     `pipdepot import` puts it into another mirror, verifying every file.
     """
+    _quiet()
     settings = _settings(mirror_dir)
     only = None
     if inputs:
@@ -375,6 +390,7 @@ def import_command(archive: Path, mirror_dir: str | None) -> None:
     written; a damaged archive, or a file that would replace a different one
     already in the mirror, stops the import with the mirror unchanged.
     """
+    _quiet()
     settings = _settings(mirror_dir)
     result = asyncio.run(import_mirror(archive, settings.mirror_dir))
     click.echo(

@@ -78,7 +78,10 @@ def read_inputs(paths: list[Path]) -> Inputs:
 
 
 class SyncProgress(Protocol):
-    """Told about each file, for a progress bar or log lines."""
+    """Told about each step and file, for a progress bar or log lines."""
+
+    def resolving(self, target: str) -> None:
+        """uv is resolving the requirements for ``target``."""
 
     def planned(self, files: int, size: int) -> None:
         """The files needed are known (``size`` counts those whose size upstream gave)."""
@@ -143,6 +146,7 @@ async def sync(
                 for target in targets:
                     pins = [pin for lock in inputs.locks for pin in lock.pins(target)]
                     if inputs.requirements is not None:
+                        progress.resolving(str(target))
                         pins += await run.resolve(inputs.requirements, target)
                     await run.choose(pins, target)
                 await run.fetch_all()
