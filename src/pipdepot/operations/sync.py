@@ -81,7 +81,7 @@ class SyncProgress(Protocol):
     """Told about each step and file, for a progress bar or log lines."""
 
     def resolving(self, target: str) -> None:
-        """uv is resolving the requirements for ``target``."""
+        """The requirements are being resolved for ``target``."""
 
     def planned(self, files: int, size: int) -> None:
         """The files needed are known (``size`` counts those whose size upstream gave)."""
