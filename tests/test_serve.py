@@ -582,3 +582,18 @@ def test_health_metrics_status_and_the_log(tmp_path: Path, json_depot: Depot) ->
     assert "GET /simple/beta/ 200" in log
     assert " miss " in log
     assert " hit " in log
+
+
+def test_a_new_file_rewrites_the_small_local_record_not_upstreams_page(json_depot: Depot) -> None:
+    """Upstream's page can be megabytes: a finished download must not parse and rewrite it."""
+    url = file_url(json_depot, "gamma-1.0-py3-none-any.whl")
+    page = json_depot.mirror / ".pipdepot" / "projects" / "gamma.json"
+    record = json_depot.mirror / ".pipdepot" / "local" / "gamma.json"
+    before = (page.read_bytes(), page.stat().st_mtime_ns)
+    assert get(url)[0] == 200
+    deadline = time.monotonic() + 10
+    while "gamma-1.0-py3-none-any.whl" not in (record.read_text() if record.exists() else ""):
+        assert time.monotonic() < deadline, "the download was never recorded"
+        time.sleep(0.05)
+    assert (page.read_bytes(), page.stat().st_mtime_ns) == before
+    assert "gamma-1.0-py3-none-any.whl" in (json_depot.mirror / "gamma" / "index.html").read_text()

@@ -8,7 +8,7 @@ import pytest
 
 from pipdepot.core.names import NormalizedName
 from pipdepot.core.pages import negotiate, page_files, render_project_html, render_project_json
-from pipdepot.core.project import LocalFile, UnusablePage, local_path_of, parse_upstream_page
+from pipdepot.core.project import LocalFile, ProjectState, UnusablePage, local_path_of, parse_upstream_page
 
 
 @pytest.mark.parametrize(
@@ -158,3 +158,63 @@ def test_local_only_pages_list_only_local_files_with_their_metadata() -> None:
 )
 def test_negotiate(accept: str, expected: str | None) -> None:
     assert negotiate(accept, None) == expected
+
+
+JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def _state_with_files() -> ProjectState:
+    body = json.dumps(
+        {
+            "meta": {"api-version": "1.1"},
+            "name": "x",
+            "files": [
+                {
+                    "filename": f"x-{v}-py3-none-any.whl",
+                    "url": f"/packages/aa/x-{v}-py3-none-any.whl",
+                    "hashes": {},
+                }
+                for v in ("1.0", "2.0")
+            ],
+        }
+    ).encode()
+    state = parse_upstream_page(NormalizedName("x"), body, JSON, "https://index.example/simple/x/", "up")
+    state.etag, state.generation = '"e1"', 7
+    state.local["x-2.0-py3-none-any.whl"] = LocalFile("ab" * 32, 123, "cd" * 32)
+    return state
+
+
+def test_page_and_local_record_round_trip() -> None:
+    state = _state_with_files()
+    again = ProjectState.from_json(state.page_json(), state.local_json())
+    assert (again.name, again.upstream, again.etag, again.generation) == ("x", "up", '"e1"', 7)
+    assert again.files == state.files
+    assert again.local == state.local
+
+
+def test_the_local_record_alone_lists_the_local_files() -> None:
+    """What a new file needs: the tree is rewritten from the small record, never from upstream's page."""
+    alone = ProjectState.from_json(None, _state_with_files().local_json())
+    assert [e["filename"] for e in alone.files] == ["x-2.0-py3-none-any.whl"]
+    assert alone.local["x-2.0-py3-none-any.whl"].size == 123
+    assert alone.generation == 7
+
+
+def test_a_state_from_before_the_split_still_loads() -> None:
+    old = {
+        "format": 1,
+        "name": "x",
+        "upstream": "up",
+        "etag": None,
+        "fetched_at": 5.0,
+        "generation": 3,
+        "extra": {},
+        "files": [{"filename": "x-1.0.tar.gz", "url": "https://f.example/packages/x-1.0.tar.gz"}],
+        "added": [],
+        "local": {"x-1.0.tar.gz": {"sha256": "ab" * 32, "size": 9, "metadata_sha256": None}},
+    }
+    state = ProjectState.from_json(json.dumps(old).encode())
+    assert state.local == {"x-1.0.tar.gz": LocalFile("ab" * 32, 9, None)}
+    assert (state.generation, state.fetched_at) == (3, 5.0)
+    with pytest.raises(ValueError, match="unknown state format"):
+        ProjectState.from_json(json.dumps({**old, "format": 9}).encode())

@@ -70,6 +70,7 @@ CacheStatus = Literal["hit", "miss", "stale", "offline"]
 #: A state as an offline mirror shows it, and whether its page lists only ``local`` files.
 View: TypeAlias = Callable[[ProjectState], tuple[ProjectState, bool]]
 _STATES = f"{STATE_DIR}/projects"
+_LOCALS = f"{STATE_DIR}/local"
 _SUMMARY = StoreKey(f"{STATE_DIR}/summary.json")
 _BACKOFF = 15.0
 _RENDERED_BYTES = 16 * 1024 * 1024
@@ -513,7 +514,7 @@ class Mirror:
             metadata_sha256 = None
             if entry["filename"].endswith(".whl") and not entry.get("core-metadata"):
                 metadata_sha256 = await self._extract_and_store_metadata(entry)
-            await self._add_local(name, entry["filename"], LocalFile(sha256, stored.size, metadata_sha256))
+            await self._add_local(name, entry, LocalFile(sha256, stored.size, metadata_sha256))
             self.downloaded[entry["filename"]] = name
             elapsed = (time.monotonic() - started) * 1000
             logger.info("cached %s (%d bytes, %.0f ms)", download.key, stored.size, elapsed)
@@ -566,12 +567,23 @@ class Mirror:
 
     # -- state and the static tree --------------------------------------------
 
-    async def _add_local(self, name: NormalizedName, filename: str, local: LocalFile) -> None:
+    async def _add_local(self, name: NormalizedName, entry: FileEntry, local: LocalFile) -> None:
+        """Record a new local file: only the small local record is read and written.
+
+        Upstream's page (megabytes for a large project) is not parsed again for it,
+        however many downloads finish at once.
+        """
         async with self._lock(name):
-            state = await self._load_required(name)
-            state.local[filename] = local
-            state.generation += 1
-            await self._save(state)
+            async with self._loading:  # no load of this project interleaves: memory and disk agree
+                state = self._states.get(name) or await self._read(name, page=False)
+                if state is None:
+                    raise UnusablePage(f"no state for {name}")
+                if all(e["filename"] != entry["filename"] for e in state.files):
+                    state.files.append(entry)  # a record without the page lists local entries only
+                    state.merge_added()
+                state.local[entry["filename"]] = local
+                state.generation += 1
+                await self._save(state, page=False)
             await self._write_tree(state)
 
     async def _write_tree(self, state: ProjectState) -> None:
@@ -602,23 +614,25 @@ class Mirror:
             state = self._states.get(name)
             if state is not None:
                 return state
-            data = await self.store.read(StoreKey(f"{_STATES}/{name}.json"))
-            if data is None:
-                return None
-            try:
-                state = ProjectState.from_json(data)
-            except (ValueError, KeyError, TypeError):
-                logger.warning("ignoring unreadable state of %s", name)
-                return None
-            del data
-            self._remember(state)
+            state = await self._read(name, page=True)
+            if state is not None:
+                self._remember(state)
             return state
 
-    async def _load_required(self, name: NormalizedName) -> ProjectState:
-        state = await self._load(name)
-        if state is None:
-            raise UnusablePage(f"no state for {name}")
-        return state
+    async def _read(self, name: NormalizedName, *, page: bool) -> ProjectState | None:
+        """The stored state; with ``page=False``, from the local record alone when there is one.
+
+        A state read without its page is never remembered: it lists local files only.
+        """
+        local = await self.store.read(StoreKey(f"{_LOCALS}/{name}.json"))
+        data = await self.store.read(StoreKey(f"{_STATES}/{name}.json")) if page or local is None else None
+        if data is None and local is None:
+            return None
+        try:
+            return ProjectState.from_json(data, local)
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignoring unreadable state of %s", name)
+            return None
 
     def _remember(self, state: ProjectState) -> None:
         self._states[state.name] = state
@@ -626,8 +640,14 @@ class Mirror:
         while len(self._states) > 1 and sum(len(s.files) for s in self._states.values()) > _STATE_FILES:
             self._states.popitem(last=False)
 
-    async def _save(self, state: ProjectState) -> None:
-        await self.store.put(StoreKey(f"{_STATES}/{state.name}.json"), state.to_json())
+    async def _save(self, state: ProjectState, *, page: bool = True) -> None:
+        """Write the local record, and (``page``) upstream's page first.
+
+        The record is written last, so it never names files the page on disk lacks.
+        """
+        if page:
+            await self.store.put(StoreKey(f"{_STATES}/{state.name}.json"), state.page_json())
+        await self.store.put(StoreKey(f"{_LOCALS}/{state.name}.json"), state.local_json())
 
     def _lock(self, name: NormalizedName) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())

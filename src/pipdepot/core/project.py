@@ -37,7 +37,10 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 #: The URL scheme of files put in by ``pipdepot add``: they have no upstream to come from.
 ADDED_SCHEME = "local://"
 FileEntry = dict[str, Any]
-_STATE_FORMAT = 1
+#: Stored state formats: 1 held page and local files in one file; 2 is the page alone, beside a local record.
+_OLD_FORMAT = 1
+_PAGE_FORMAT = 2
+_LOCAL_FORMAT = 1
 _FORBIDDEN_SEGMENTS = frozenset({"", ".", ".."})
 
 
@@ -106,21 +109,41 @@ class ProjectState:
                 self._versions = versions_of(self.files)
         return self._versions
 
-    def to_json(self) -> bytes:
-        """The state as stored beside the mirror tree."""
+    def page_json(self) -> bytes:
+        """Upstream's page as stored beside the tree (large; rewritten only when upstream's page changes)."""
         return json.dumps(
             {
-                "format": _STATE_FORMAT,
+                "format": _PAGE_FORMAT,
                 "name": self.name,
                 "upstream": self.upstream,
                 "etag": self.etag,
                 "fetched_at": self.fetched_at,
-                "generation": self.generation,
                 "extra": self.extra,
                 "files": self.files[len(self.added) :] if self.added else self.files,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    def local_json(self) -> bytes:
+        """What is local, with each local file's entry (small; rewritten on every new file).
+
+        The entries let the static tree be rewritten without reading upstream's page.
+        """
+        entries = {entry["filename"]: entry for entry in self.files if entry["filename"] in self.local}
+        return json.dumps(
+            {
+                "format": _LOCAL_FORMAT,
+                "name": self.name,
+                "generation": self.generation,
+                "extra": self.extra,
                 "added": self.added,
                 "local": {
-                    name: {"sha256": f.sha256, "size": f.size, "metadata_sha256": f.metadata_sha256}
+                    name: {
+                        "sha256": f.sha256,
+                        "size": f.size,
+                        "metadata_sha256": f.metadata_sha256,
+                        "entry": entries.get(name),
+                    }
                     for name, f in self.local.items()
                 },
             },
@@ -128,25 +151,44 @@ class ProjectState:
         ).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> ProjectState:
-        """Read a stored state.
+    def from_json(cls, page: bytes | None, local: bytes | None = None) -> ProjectState:
+        """A state from its stored page and local record; either may be missing, not both.
 
-        :raises ValueError: it is not one.
+        Without the page, ``files`` holds only the local files' entries: enough for the
+        static tree, not for serving the project's page.
+
+        :raises ValueError: they are not a stored state.
         """
-        raw = json.loads(data)
-        if raw.get("format") != _STATE_FORMAT:
-            raise ValueError(f"unknown state format {raw.get('format')!r}")
-        state = cls(
-            name=raw["name"],
-            upstream=raw["upstream"],
-            files=raw["files"],
-            extra=raw["extra"],
-            etag=raw["etag"],
-            fetched_at=float(raw["fetched_at"]),
-            generation=int(raw.get("generation", 0)),
-            local={name: LocalFile(**value) for name, value in raw["local"].items()},
-            added=raw.get("added", []),
-        )
+        raw_page = json.loads(page) if page is not None else None
+        raw_local = json.loads(local) if local is not None else None
+        if raw_page is not None and raw_page.get("format") not in {_OLD_FORMAT, _PAGE_FORMAT}:
+            raise ValueError(f"unknown state format {raw_page.get('format')!r}")
+        if raw_local is not None and raw_local.get("format") != _LOCAL_FORMAT:
+            raise ValueError(f"unknown local record format {raw_local.get('format')!r}")
+        if raw_local is None:  # a state from before the split keeps its local record inside
+            raw_local = raw_page
+        if raw_local is None or (raw_page is None and local is None):
+            raise ValueError("neither a page nor a local record")
+        records = raw_local.get("local", {})
+        if raw_page is not None:
+            state = cls(
+                name=raw_page["name"],
+                upstream=raw_page["upstream"],
+                files=raw_page["files"],
+                extra=raw_page["extra"],
+                etag=raw_page["etag"],
+                fetched_at=float(raw_page["fetched_at"]),
+            )
+        else:
+            added = {entry["filename"] for entry in raw_local.get("added", [])}
+            files = [r["entry"] for n, r in records.items() if r.get("entry") and n not in added]
+            state = cls(name=raw_local["name"], upstream="", files=files, extra=raw_local.get("extra", {}))
+        state.generation = int(raw_local.get("generation", 0))
+        state.local = {
+            name: LocalFile(r["sha256"], int(r["size"]), r.get("metadata_sha256"))
+            for name, r in records.items()
+        }
+        state.added = raw_local.get("added", [])
         if state.added:
             state.merge_added()
         return state
