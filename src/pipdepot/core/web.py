@@ -22,7 +22,6 @@ from pipdepot.core.store import IntegrityError
 from pipdepot.errors import UpstreamError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
     from aiohttp.abc import AbstractStreamWriter
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from pipdepot.core.pages import RenderedPage
     from pipdepot.core.project import FileEntry
 
-__all__ = ["AccessLogger", "create_app"]
+__all__ = ["AccessLogger", "create_server"]
 
 logger = logging.getLogger("pipdepot.access")
 
@@ -49,12 +48,21 @@ def __dir__() -> list[str]:
     return __all__
 
 
-def create_app(mirror: Mirror, *, describe: dict[str, object]) -> web.Application:
-    """The aiohttp application serving ``mirror``; ``describe`` goes into ``/+status``."""
-    app = web.Application(middlewares=[_guard])
+def create_server(
+    mirror: Mirror, *, describe: dict[str, object], access_log: logging.Logger | None
+) -> web.Server:
+    """The low-level aiohttp server for ``mirror``; ``describe`` goes into ``/+status``.
+
+    One handler, no application, router or middleware chain: on a page served from
+    memory, that machinery was most of the time a request took.
+    """
     routes = _Routes(mirror, describe)
-    app.router.add_route("*", "/{tail:.*}", routes.dispatch)
-    return app
+
+    async def handle(request: BaseRequest) -> web.StreamResponse:
+        refused = _refusal(request)
+        return refused if refused is not None else await routes.dispatch(request)
+
+    return web.Server(handle, access_log=access_log, access_log_class=AccessLogger)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -76,10 +84,7 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
-@web.middleware
-async def _guard(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+def _refusal(request: BaseRequest) -> web.StreamResponse | None:
     """Refuse what could name a file outside the mirror, before anything else looks at it."""
     raw = request.rel_url.raw_path
     if len(raw) > _MAX_PATH:
@@ -91,7 +96,7 @@ async def _guard(
         return _text(400, "'.' and '..' are not allowed in paths")
     if request.method not in {"GET", "HEAD"}:
         return _text(405, "only GET and HEAD", headers={"Allow": "GET, HEAD"})
-    return await handler(request)
+    return None
 
 
 class _Routes:
@@ -99,7 +104,7 @@ class _Routes:
         self.mirror = mirror
         self.describe = describe
 
-    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+    async def dispatch(self, request: BaseRequest) -> web.StreamResponse:
         path = request.path
         if path in {"/", "/simple/"}:
             return self.root(request)
@@ -112,13 +117,13 @@ class _Routes:
         prefix = "/simple/" if path.startswith("/simple/") else "/"
         return await self.project(request, prefix, path[len(prefix) :])
 
-    def root(self, request: web.Request) -> web.StreamResponse:
+    def root(self, request: BaseRequest) -> web.StreamResponse:
         fmt = negotiate(request.headers.get("Accept"), _format_param(request))
         if fmt is None:
             return _not_acceptable()
         return self.page(request, self.mirror.root_page(fmt), "hit")
 
-    async def project(self, request: web.Request, prefix: str, rest: str) -> web.StreamResponse:
+    async def project(self, request: BaseRequest, prefix: str, rest: str) -> web.StreamResponse:
         typed = rest.removesuffix("/")
         name = normalize_project(typed)
         if name is None or "/" in typed:
@@ -136,7 +141,7 @@ class _Routes:
             return _text(404, f"no project named {name}")
         return self.page(request, self.mirror.rendered(result, fmt), result.cache)
 
-    def page(self, request: web.Request, page: RenderedPage, cache: str) -> web.StreamResponse:
+    def page(self, request: BaseRequest, page: RenderedPage, cache: str) -> web.StreamResponse:
         encoding = choose_encoding(request.headers.get("Accept-Encoding", ""))
         etag = page.etag if encoding is None else f'{page.etag[:-1]}-{encoding}"'
         headers = {
@@ -156,7 +161,7 @@ class _Routes:
         self.mirror.metrics.bytes_served += len(body) * (request.method == "GET")
         return web.Response(body=body, headers=headers)
 
-    async def file(self, request: web.Request, path: str) -> web.StreamResponse:
+    async def file(self, request: BaseRequest, path: str) -> web.StreamResponse:
         self.mirror.metrics.requests += 1
         is_metadata = path.endswith(".metadata")
         found = await self.mirror.find(path.removesuffix(".metadata"))
@@ -171,7 +176,7 @@ class _Routes:
         return await self.uncached(request, path, name, entry)
 
     async def uncached(  # noqa: PLR0911 (one answer per case)
-        self, request: web.Request, path: str, name: NormalizedName, entry: FileEntry
+        self, request: BaseRequest, path: str, name: NormalizedName, entry: FileEntry
     ) -> web.StreamResponse:
         """A file not in the store: its size, a passed-through range, or the download as it runs."""
         if self.mirror.offline:
@@ -194,7 +199,7 @@ class _Routes:
             return self.send(request, hit.path, hit.size, "miss")
         return await self.stream(request, path, download)
 
-    async def pass_range(self, request: web.Request, entry: FileEntry) -> web.StreamResponse | None:
+    async def pass_range(self, request: BaseRequest, entry: FileEntry) -> web.StreamResponse | None:
         """A small Range of an uncached file, passed through from upstream (``pass``); not kept."""
         if request.method != "GET" or "If-Range" in request.headers:
             return None
@@ -210,7 +215,7 @@ class _Routes:
         self.mirror.metrics.bytes_served += len(partial.body)
         return web.Response(status=partial.status, body=partial.body, headers=headers)
 
-    async def stream(self, request: web.Request, path: str, download: Download) -> web.StreamResponse:
+    async def stream(self, request: BaseRequest, path: str, download: Download) -> web.StreamResponse:
         """Send a file while it downloads; cut the connection if it fails verification."""
         response = web.StreamResponse(headers=_file_headers("miss"))
         if download.size is not None:
@@ -238,7 +243,7 @@ class _Routes:
         headers = {**_file_headers("hit"), "Content-Type": "application/octet-stream"}
         return web.Response(body=data, headers=headers)
 
-    def send(self, request: web.Request, path: Path, size: int, cache: str) -> web.StreamResponse:
+    def send(self, request: BaseRequest, path: Path, size: int, cache: str) -> web.StreamResponse:
         """The OS's zero-copy path (sendfile), with Range, If-Range and HEAD."""
         self.mirror.metrics.bytes_served += size * (request.method == "GET")
         response = _FileResponse(path, headers=_file_headers(cache))
@@ -271,7 +276,7 @@ class _FileResponse(web.FileResponse):
         return await super().prepare(request)
 
 
-def _format_param(request: web.Request) -> str | None:
+def _format_param(request: BaseRequest) -> str | None:
     """``?format=``, with the ``+`` of media types that form-decoding turned into a space."""
     value = request.query.get("format")
     return None if value is None else value.replace(" ", "+")
@@ -285,7 +290,7 @@ def _etags(header: str) -> set[str]:
     return {tag.strip() for tag in header.split(",") if tag.strip()}
 
 
-def _redirect(request: web.Request, location: str) -> web.StreamResponse:
+def _redirect(request: BaseRequest, location: str) -> web.StreamResponse:
     query = f"?{request.query_string}" if request.query_string else ""
     return web.Response(status=301, headers={"Location": location + query})
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from pipdepot.core.urls import redact_url
-from pipdepot.core.web import AccessLogger, create_app
+from pipdepot.core.web import create_server
 from pipdepot.errors import ConfigError
 from pipdepot.operations.session import open_mirror
 
@@ -51,12 +51,8 @@ async def _serve(settings: ServeSettings) -> None:
             "offline": settings.offline,
             "ttl": settings.ttl,
         }
-        runner = web.AppRunner(
-            create_app(mirror, describe=describe),
-            access_log=logging.getLogger("pipdepot.access"),
-            access_log_class=AccessLogger,
-            handle_signals=False,
-        )
+        server = create_server(mirror, describe=describe, access_log=logging.getLogger("pipdepot.access"))
+        runner = web.ServerRunner(server, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
         try:

@@ -19,7 +19,7 @@ from pipdepot import __version__
 from pipdepot.core.metrics import Metrics
 from pipdepot.core.mirror import Mirror
 from pipdepot.core.upstream import UpstreamClient
-from pipdepot.core.web import create_app
+from pipdepot.core.web import create_server
 from pipdepot.errors import ConfigError
 from pipdepot.storage.filesystem import FilesystemStore
 from pipdepot.storage.lock import writer_lock
@@ -89,7 +89,7 @@ def _open_store(mirror_dir: Path, *, writer: bool) -> FilesystemStore:
 @contextlib.asynccontextmanager
 async def local_index(mirror: Mirror) -> AsyncIterator[str]:
     """Serve ``mirror`` on 127.0.0.1 at a free port; yields its ``/simple/`` URL."""
-    runner = web.AppRunner(create_app(mirror, describe={}), access_log=None, handle_signals=False)
+    runner = web.ServerRunner(create_server(mirror, describe={}, access_log=None), handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     try:
