@@ -141,7 +141,11 @@ def _settings(options: dict[str, Any]) -> Settings:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="pipdepot")
 def cli() -> None:
-    """Inject a local PyPI mirror into image build roots, and put the roots back exactly.
+    """A local PyPI mirror for image builds: serve it, fill it, prove it, inject it.
+
+    `serve` runs the caching, offline-capable mirror; `sync` fills it for every target and
+    `check` proves, with no network, that requirements install from it; `inject`, `chroot`
+    and the diskimage-builder element point a build root at it and put the root back exactly.
 
     Settings come from flags, then PIPDEPOT_* variables, then the diskimage-builder pypi
     element's DIB_* variables, then the config file, then defaults. Run `pipdepot plan`
