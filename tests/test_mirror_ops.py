@@ -449,3 +449,22 @@ def test_files_the_resolver_pulled_in_but_no_target_installs_are_dropped(
         "dep-1.0-py3-none-any.whl",
     }
     assert not list(mirror.glob("packages/**/mid-2.0-py3-none-any.whl*"))
+
+
+def test_export_refuses_a_damaged_file_and_writes_no_archive(
+    run_pipdepot: PipdepotRunner, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    mirror = tmp_path / "mirror"
+    wanted = tmp_path / "lib.txt"
+    wanted.write_text("lib\n")
+    sync(run_pipdepot, upstream, mirror, "-r", str(wanted))
+    wheel = next(mirror.glob("packages/**/lib-2.0-py3-none-any.whl"))
+    data = bytearray(wheel.read_bytes())
+    data[100] ^= 1  # same size: only the hash can tell
+    wheel.write_bytes(bytes(data))
+    out = tmp_path / "out.tar"
+    result = run_pipdepot("export", str(out), "--mirror", str(mirror), check=False)
+    assert result.returncode == 1
+    assert "lib-2.0-py3-none-any.whl is damaged in the mirror" in result.stderr
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.tar.*"))

@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pipdepot.core.mirror import ImportedFile, Origin
 from pipdepot.core.names import normalize_project
@@ -62,7 +62,7 @@ async def export_mirror(mirror_dir: Path, out: Path, *, only: set[str] | None = 
     report = TransferReport()
     async with open_mirror(mirror_dir, purpose="pipdepot export", writer=False, view=_as_is) as mirror:
         manifest: dict[str, Any] = {"format": _FORMAT, "projects": {}}
-        members: list[tuple[str, Path]] = []
+        members: list[tuple[str, Path, str | None]] = []
         for listed in mirror.local_projects():
             name = normalize_project(listed)
             state = await mirror.state(name) if name is not None else None
@@ -81,10 +81,11 @@ async def export_mirror(mirror_dir: Path, out: Path, *, only: set[str] | None = 
                 path = mirror_dir / key
                 if not path.is_file():
                     raise MirrorError(f"{entry['filename']} is recorded but not on disk: run pipdepot check")
-                members.append((key, path))
+                local = state.local[entry["filename"]]
+                members.append((key, path, local.sha256))
                 metadata = mirror_dir / (key + ".metadata")
                 if metadata.is_file():
-                    members.append((key + ".metadata", metadata))
+                    members.append((key + ".metadata", metadata, local.metadata_sha256))
                 report.files += 1
                 report.size += state.local[entry["filename"]].size
             report.projects.add(state.name)
@@ -113,7 +114,11 @@ def _project_manifest(state: ProjectState, chosen: list[FileEntry]) -> dict[str,
     }
 
 
-def _write_tar(out: Path, manifest: dict[str, Any], members: list[tuple[str, Path]]) -> None:
+def _write_tar(out: Path, manifest: dict[str, Any], members: list[tuple[str, Path, str | None]]) -> None:
+    """Write the archive, hashing each file as it goes in.
+
+    A damaged file stops the export here, not at the import on the other side of an air gap.
+    """
     compressed = out.name.endswith((".tar.gz", ".tgz"))
     try:
         fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
@@ -131,8 +136,8 @@ def _write_tar(out: Path, manifest: dict[str, Any], members: list[tuple[str, Pat
             info = tarfile.TarInfo(MANIFEST)
             info.size, info.mode = len(data), 0o644
             archive.addfile(info, io.BytesIO(data))
-            for key, path in members:
-                archive.add(path, arcname=f"files/{key}", recursive=False)
+            for key, path, sha256 in members:
+                _add_verified(archive, key, path, sha256)
         staged.chmod(0o644)
         staged.replace(out)
     except OSError as exc:
@@ -141,6 +146,31 @@ def _write_tar(out: Path, manifest: dict[str, Any], members: list[tuple[str, Pat
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
+
+
+class _Hashing:
+    """A file read through sha256."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.digest.update(data)
+        return data
+
+
+def _add_verified(archive: tarfile.TarFile, key: str, path: Path, sha256: str | None) -> None:
+    """:raises MirrorError: the file's bytes are not the ones its record promises."""
+    info = archive.gettarinfo(str(path), arcname=f"files/{key}")
+    with path.open("rb") as stream:
+        reader = _Hashing(stream)
+        archive.addfile(info, reader)
+    if sha256 is not None and reader.digest.hexdigest() != sha256:
+        raise MirrorError(
+            f"{key} is damaged in the mirror (sha256 differs from its record); nothing exported"
+        )
 
 
 async def import_mirror(archive_path: Path, mirror_dir: Path) -> TransferReport:
