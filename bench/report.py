@@ -164,6 +164,16 @@ def summary(parts: dict[str, Json]) -> str:  # noqa: C901 (one row per metric)
             f"{client} install, warm (median of runs)",
             lambda k, c=client: DASH if k == "direct" else warm_cell(dig(installs, k, c)),
         )
+        row(
+            f"{client} install, warm, pages of cached files only (nginx's tree; pipdepot `--offline`)",
+            lambda k, c=client: (
+                warm_cell(dig(installs, k, c, "same_tree"))
+                if k == "pipdepot"
+                else warm_cell(dig(installs, k, c))
+                if k == "nginx"
+                else DASH
+            ),
+        )
 
     def latency(k: str) -> str:
         lat = dig(installs, k, "page_latency") if k == "direct" else dig(installs, k, "uv", "page_latency")
@@ -276,6 +286,16 @@ def targets(parts: dict[str, Json]) -> str:  # noqa: C901 (one target per block)
                     f" proxpi {num(peers[1])} s"
                 ),
                 verdict(ok),
+            ]
+        )
+    for client in ("pip", "uv"):
+        same = dig(installs, "pipdepot", client, "same_tree", "warm_median")
+        ng = dig(installs, "nginx", client, "warm_median")
+        rows.append(
+            [
+                f"like for like: warm {client} within 5% of nginx, both serving the tree's local-only pages",
+                f"pipdepot --offline {num(same)} s, nginx {num(ng)} s ({_ratio(same, ng)})",
+                verdict(None if same is None or ng is None else same <= ng * 1.05),
             ]
         )
     lat = dig(installs, "pipdepot", "uv", "page_latency", "sum_ms")

@@ -130,6 +130,7 @@ def test_bench_smoke_run(tmp_path: Path, upstream: FakeUpstream) -> None:
     for client in ("pip", "uv"):
         assert installs[client]["cold"]["rc"] == 0, installs[client]["cold"]
         assert installs[client]["warm_median"] > 0
+        assert installs[client]["same_tree"]["warm_median"] > 0  # --offline: the pages nginx serves
     assert installs["uv"]["page_latency"]["pages"] == 2
     assert installs["uv"]["page_latency"]["statuses"] == [200]
 

@@ -4,7 +4,8 @@ This is the number a user feels. Cold is a fresh server with an empty cache (the
 is the median of ``--repeats`` installs once the cache holds everything (every later build). nginx
 serves pipdepot's warm tree, so it has warm runs only. PyPI direct is measured at the start and at
 the end of the part, so a change in the network during the run shows. The page latency isolates
-the index's share of a warm install from the downloads.
+the index's share of a warm install from the downloads. pipdepot is also measured serving the same
+local-only pages as nginx (``--offline`` over its warm directory): the like-for-like pairing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from web import PIP_ACCEPT
 from parts import attempt
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from common import Json
     from config import Bench
 
@@ -68,7 +71,23 @@ def installs_through(b: Bench, kind: str, client: str) -> Json:
         if client == "uv":
             entry["page_latency"] = page_latency(b, index)
     entry["rss"] = server.rss
+    if kind == "pipdepot":
+        entry["same_tree"] = same_tree_installs(b, data, client)
     return entry
+
+
+def same_tree_installs(b: Bench, data: Path, client: str) -> Json:
+    """Warm installs through pipdepot serving the pages nginx serves: the local files only (``--offline``).
+
+    Online, pipdepot serves upstream's whole pages (4,415 files for numpy) that the
+    client must parse; nginx serves the static tree, which lists the cached files only.
+    This is the like-for-like pairing with nginx over the same directory.
+    """
+    with make_server(b, "pipdepot", data, mode="offline", tag=f"-{client}-same-tree").start() as server:
+        index = server.base + server.index
+        runs = [install(b, client, index) for _ in range(b.repeats)]
+    ok = [r["seconds"] for r in runs if r["rc"] == 0]
+    return {"warm_runs": runs, "warm_median": statistics.median(ok) if len(ok) == len(runs) else None}
 
 
 def page_latency(b: Bench, index: str) -> Json:
