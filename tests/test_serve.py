@@ -597,3 +597,25 @@ def test_a_new_file_rewrites_the_small_local_record_not_upstreams_page(json_depo
         time.sleep(0.05)
     assert (page.read_bytes(), page.stat().st_mtime_ns) == before
     assert "gamma-1.0-py3-none-any.whl" in (json_depot.mirror / "gamma" / "index.html").read_text()
+
+
+def test_offline_pages_and_files_come_from_the_local_record_alone(tmp_path: Path, json_depot: Depot) -> None:
+    """Offline, upstream's stored page (megabytes for a large project) is never read: the record suffices."""
+    url = file_url(json_depot, "gamma-1.0-py3-none-any.whl")
+    assert get(url)[0] == 200
+    json_depot.stop()
+    (json_depot.mirror / ".pipdepot" / "projects" / "gamma.json").write_bytes(b"not a page")
+    offline = start_depot(tmp_path, "--offline", mirror=json_depot.mirror)
+    try:
+        status, _, body = get(f"{offline.index}gamma/", {"Accept": JSON})
+        page = json.loads(body)
+        assert status == 200
+        assert [f["filename"] for f in page["files"]] == ["gamma-1.0-py3-none-any.whl"]
+        assert page["versions"] == ["1.0"]  # the local version only, not upstream's list
+        status, _, body = get(offline.url + page["files"][0]["url"])
+        assert (status, hashlib.sha256(body).hexdigest()) == (200, page["files"][0]["hashes"]["sha256"])
+        python = fresh_venv(tmp_path / "venv")
+        pip_install(python, offline.index, "gamma")
+        assert installed(python, "gamma") == "1.0"
+    finally:
+        offline.stop()

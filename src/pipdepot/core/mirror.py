@@ -78,6 +78,8 @@ _RENDERED_BYTES = 16 * 1024 * 1024
 _PARTIAL_LIMIT = 1024 * 1024
 #: Files of parsed project states kept in memory (about 1 KiB each); the rest are read again from disk.
 _STATE_FILES = 15_000
+#: Local records kept in memory (a few entries each).
+_RECORDS = 4096
 
 
 def __dir__() -> list[str]:
@@ -146,6 +148,8 @@ class Mirror:
         #: Offline only: what the pages show, in place of the local files (``check``'s verified views).
         self.view = view
         self._states: OrderedDict[NormalizedName, ProjectState] = OrderedDict()
+        #: States read from the local record alone (local files only), for offline pages and file hits.
+        self._records: OrderedDict[NormalizedName, ProjectState] = OrderedDict()
         self._refreshes: dict[NormalizedName, asyncio.Task[ProjectState | None]] = {}
         self._downloads: dict[StoreKey, Download] = {}
         self._locks: dict[NormalizedName, asyncio.Lock] = {}
@@ -201,9 +205,9 @@ class Mirror:
 
         :raises UpstreamError: no upstream answered and nothing is cached.
         """
-        state = await self._load(name)
         if self.offline:
-            return self._offline_page(state)
+            return self._offline_page(await (self._load(name) if self.view else self._load_local(name)))
+        state = await self._load(name)
         if (
             state is not None
             and time.time() - state.fetched_at < self.ttl
@@ -328,7 +332,8 @@ class Mirror:
         name = project_of_path(path)
         if name is None:
             return None
-        state = await self._load(name)
+        offline_local = self.offline and self.view is None  # only local files can be served: no page
+        state = await (self._load_local(name) if offline_local else self._load(name))
         entry = state.file_by_path(path) if state is not None else None
         if entry is None and not self.offline:
             with contextlib.suppress(UpstreamError):
@@ -341,7 +346,7 @@ class Mirror:
 
     async def local_file(self, name: NormalizedName, entry: FileEntry) -> FileHit | None:
         """The file from the store, when it is there."""
-        state = await self._load(name)
+        state = await self._load_local(name)
         if state is None or entry["filename"] not in state.local:
             return None
         key = _key_of(entry)
@@ -554,7 +559,7 @@ class Mirror:
             return data
         if not entry["filename"].endswith(".whl"):
             return None
-        state = await self._load(name)
+        state = await self._load_local(name)
         if state is None or entry["filename"] not in state.local:
             del state
             download = self.download(name, entry)
@@ -619,6 +624,23 @@ class Mirror:
                 self._remember(state)
             return state
 
+    async def _load_local(self, name: NormalizedName) -> ProjectState | None:
+        """The state for questions about local files: the full one if in memory, else the local record.
+
+        A record is a few entries where upstream's page can be thousands (pydantic-core: 6 MB of
+        JSON, 75 ms to parse): offline pages, file lookups and hits never need the page.
+        """
+        state = self._states.get(name) or self._records.get(name)
+        if state is not None:
+            return state
+        async with self._loading:
+            state = self._states.get(name) or self._records.get(name) or await self._read(name, page=False)
+        if state is not None and name not in self._states:
+            self._records[name] = state
+            while len(self._records) > _RECORDS:
+                self._records.popitem(last=False)
+        return state
+
     async def _read(self, name: NormalizedName, *, page: bool) -> ProjectState | None:
         """The stored state; with ``page=False``, from the local record alone when there is one.
 
@@ -645,6 +667,7 @@ class Mirror:
 
         The record is written last, so it never names files the page on disk lacks.
         """
+        self._records.pop(state.name, None)  # the next question reads the new record
         if page:
             await self.store.put(StoreKey(f"{_STATES}/{state.name}.json"), state.page_json())
         await self.store.put(StoreKey(f"{_LOCALS}/{state.name}.json"), state.local_json())

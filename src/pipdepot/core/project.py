@@ -182,7 +182,8 @@ class ProjectState:
         else:
             added = {entry["filename"] for entry in raw_local.get("added", [])}
             files = [r["entry"] for n, r in records.items() if r.get("entry") and n not in added]
-            state = cls(name=raw_local["name"], upstream="", files=files, extra=raw_local.get("extra", {}))
+            extra = {k: v for k, v in raw_local.get("extra", {}).items() if k != "versions"}  # upstream's all
+            state = cls(name=raw_local["name"], upstream="", files=files, extra=extra)
         state.generation = int(raw_local.get("generation", 0))
         state.local = {
             name: LocalFile(r["sha256"], int(r["size"]), r.get("metadata_sha256"))
