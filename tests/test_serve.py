@@ -619,3 +619,20 @@ def test_offline_pages_and_files_come_from_the_local_record_alone(tmp_path: Path
         assert installed(python, "gamma") == "1.0"
     finally:
         offline.stop()
+
+
+def test_a_cached_file_is_found_from_the_local_record_alone(
+    tmp_path: Path, json_depot: Depot, json_upstream: FakeUpstream
+) -> None:
+    """Online too, a cached file needs no parse of upstream's stored page to be served."""
+    url = file_url(json_depot, "gamma-1.0-py3-none-any.whl")
+    data = get(url)[2]
+    json_depot.stop()
+    json_upstream.stop()  # nothing to fall back on
+    (json_depot.mirror / ".pipdepot" / "projects" / "gamma.json").write_bytes(b"not a page")
+    again = start_depot(tmp_path, "--upstream", json_upstream.url, mirror=json_depot.mirror)
+    try:
+        status, headers, body = get(url.replace(json_depot.url, again.url))
+        assert (status, body, headers["X-Pipdepot-Cache"]) == (200, data, "hit")
+    finally:
+        again.stop()

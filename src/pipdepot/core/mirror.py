@@ -150,6 +150,8 @@ class Mirror:
         self._states: OrderedDict[NormalizedName, ProjectState] = OrderedDict()
         #: States read from the local record alone (local files only), for offline pages and file hits.
         self._records: OrderedDict[NormalizedName, ProjectState] = OrderedDict()
+        #: Generation and fetch time of every project seen, to answer a fresh rendered page without its state.
+        self._heads: dict[NormalizedName, tuple[int, float]] = {}
         self._refreshes: dict[NormalizedName, asyncio.Task[ProjectState | None]] = {}
         self._downloads: dict[StoreKey, Download] = {}
         self._locks: dict[NormalizedName, asyncio.Lock] = {}
@@ -200,6 +202,28 @@ class Mirror:
 
     # -- pages ------------------------------------------------------------
 
+    async def page(self, name: NormalizedName, fmt: Format) -> tuple[RenderedPage, CacheStatus] | None:
+        """The page for ``name`` as ``fmt``, and how it was obtained; ``None``: no such project.
+
+        A fresh page already rendered is answered from what is known of it (generation and fetch
+        time), without its state: a warm install never parses a large project's page again.
+
+        :raises UpstreamError: no upstream answered and nothing is cached.
+        """
+        head = self._heads.get(name)
+        if head is not None and not self.offline and self._is_fresh(head[1]):
+            key = (name, head[0], False, fmt)
+            page = self._rendered.get(key)
+            if page is not None:
+                self._rendered.move_to_end(key)
+                self.metrics.hits += 1
+                return page, "hit"
+        result = await self.project(name)
+        return None if result is None else (self.rendered(result, fmt), result.cache)
+
+    def _is_fresh(self, fetched_at: float) -> bool:
+        return time.time() - fetched_at < self.ttl and fetched_at >= self.fresh_after
+
     async def project(self, name: NormalizedName) -> PageResult | None:
         """The page for ``name``, or ``None`` when no upstream (or, offline, no local file) has it.
 
@@ -208,11 +232,7 @@ class Mirror:
         if self.offline:
             return self._offline_page(await (self._load(name) if self.view else self._load_local(name)))
         state = await self._load(name)
-        if (
-            state is not None
-            and time.time() - state.fetched_at < self.ttl
-            and state.fetched_at >= self.fresh_after
-        ):
+        if state is not None and self._is_fresh(state.fetched_at):
             self.metrics.hits += 1
             return PageResult(state, local_only=False, cache="hit")
         try:
@@ -300,6 +320,7 @@ class Mirror:
             if isinstance(answer, NotModified):
                 assert old is not None  # noqa: S101 (no etag was sent without a state)
                 old.fetched_at = time.time()
+                self._heads[name] = (old.generation, old.fetched_at)
                 return old
             return await self._adopt(name, answer)
         if old is not None and old.added:  # a private project: upstream has none of it, which is right
@@ -332,9 +353,11 @@ class Mirror:
         name = project_of_path(path)
         if name is None:
             return None
-        offline_local = self.offline and self.view is None  # only local files can be served: no page
-        state = await (self._load_local(name) if offline_local else self._load(name))
+        state = await self._load_local(name)  # a cached file: the local record knows it
         entry = state.file_by_path(path) if state is not None else None
+        if entry is None and not (self.offline and self.view is None):  # only local files offline
+            state = await self._load(name)
+            entry = state.file_by_path(path) if state is not None else None
         if entry is None and not self.offline:
             with contextlib.suppress(UpstreamError):
                 result = await self.project(name)
@@ -658,6 +681,7 @@ class Mirror:
 
     def _remember(self, state: ProjectState) -> None:
         self._states[state.name] = state
+        self._heads[state.name] = (state.generation, state.fetched_at)
         self._states.move_to_end(state.name)
         while len(self._states) > 1 and sum(len(s.files) for s in self._states.values()) > _STATE_FILES:
             self._states.popitem(last=False)
@@ -668,6 +692,12 @@ class Mirror:
         The record is written last, so it never names files the page on disk lacks.
         """
         self._records.pop(state.name, None)  # the next question reads the new record
+        head = self._heads.get(state.name)
+        if page or head is not None:  # a record alone does not know when upstream's page was fetched
+            self._heads[state.name] = (
+                state.generation,
+                state.fetched_at if page or head is None else head[1],
+            )
         if page:
             await self.store.put(StoreKey(f"{_STATES}/{state.name}.json"), state.page_json())
         await self.store.put(StoreKey(f"{_LOCALS}/{state.name}.json"), state.local_json())

@@ -134,12 +134,12 @@ class _Routes:
         if fmt is None:
             return _not_acceptable()
         try:
-            result = await self.mirror.project(name)
+            found = await self.mirror.page(name, fmt)
         except UpstreamError as exc:
             return _text(502, f"upstream unavailable and {name} is not cached: {exc}")
-        if result is None:
+        if found is None:
             return _text(404, f"no project named {name}")
-        return self.page(request, self.mirror.rendered(result, fmt), result.cache)
+        return self.page(request, *found)
 
     def page(self, request: BaseRequest, page: RenderedPage, cache: str) -> web.StreamResponse:
         encoding = choose_encoding(request.headers.get("Accept-Encoding", ""))
