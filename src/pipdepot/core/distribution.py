@@ -7,7 +7,6 @@ reject after download, is refused up front.
 
 from __future__ import annotations
 
-import hashlib
 import tarfile
 import tomllib
 import zipfile
@@ -24,6 +23,8 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from pipdepot.core.digests import file_sha256
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["InvalidDistribution", "LocalDistribution", "build_requirements", "inspect_distribution"]
 
-_CHUNK = 1 << 20
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
 #: What pip installs to build an sdist that names no build system (PEP 517's fallback).
 _LEGACY_BUILD = ("setuptools>=40.8.0",)
@@ -93,7 +93,7 @@ def inspect_distribution(path: Path) -> LocalDistribution:
         raise InvalidDistribution(
             f"{filename}: its metadata says version {inner_version!r}, not {str(version)!r}"
         )
-    sha256, size = _digest(path)
+    sha256, size = file_sha256(path)
     return LocalDistribution(
         path=path,
         filename=filename,
@@ -119,16 +119,6 @@ def _sdist_metadata(path: Path) -> bytes:
     if data is None:
         raise InvalidDistribution(f"{path.name}: an sdist needs <name>-<version>/PKG-INFO")
     return data
-
-
-def _digest(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def build_requirements(path: Path) -> list[str]:

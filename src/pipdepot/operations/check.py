@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipdepot.core.digests import file_sha256
 from pipdepot.core.distribution import InvalidDistribution, build_requirements
 from pipdepot.core.locks import Pin
 from pipdepot.core.requirements import RequirementSet
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CheckReport", "Missing", "check"]
 
-_CHUNK = 1 << 20
 #: Rounds of build requirements, as in ``sync``.
 _BUILD_ROUNDS = 3
 
@@ -247,11 +246,7 @@ def _size(path: Path) -> int | None:
 
 
 def _sha256(path: Path) -> str | None:
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as stream:
-            while chunk := stream.read(_CHUNK):
-                digest.update(chunk)
+        return file_sha256(path)[0]
     except OSError:
         return None
-    return digest.hexdigest()

@@ -55,7 +55,7 @@ async def inventory(mirror_dir: Path, project: str | None = None) -> list[HeldPr
 
     :raises MirrorError: ``project`` is not a valid name or has no files in the mirror.
     """
-    async with open_mirror(mirror_dir, purpose="pipdepot ls", writer=False, view=_as_is) as mirror:
+    async with open_mirror(mirror_dir, purpose="pipdepot ls", writer=False) as mirror:
         if project is not None:
             name = normalize_project(project)
             if name is None:
@@ -70,10 +70,6 @@ async def inventory(mirror_dir: Path, project: str | None = None) -> list[HeldPr
             if state is not None and state.local:
                 held.append(_held(state))
         return held
-
-
-def _as_is(state: ProjectState) -> tuple[ProjectState, bool]:
-    return state, True
 
 
 def _held(state: ProjectState) -> HeldProject:

@@ -9,7 +9,7 @@ replace a different file already there, stops it with nothing changed.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import hashlib
 import io
 import json
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from pipdepot.core.digests import file_sha256
 from pipdepot.core.mirror import ImportedFile, Origin
 from pipdepot.core.names import normalize_project
 from pipdepot.core.project import LocalFile
@@ -60,7 +61,7 @@ async def export_mirror(mirror_dir: Path, out: Path, *, only: set[str] | None = 
     :raises MirrorError: the mirror is missing, a recorded file is not on disk, or ``out`` cannot be written.
     """
     report = TransferReport()
-    async with open_mirror(mirror_dir, purpose="pipdepot export", writer=False, view=_as_is) as mirror:
+    async with open_mirror(mirror_dir, purpose="pipdepot export", writer=False) as mirror:
         manifest: dict[str, Any] = {"format": _FORMAT, "projects": {}}
         members: list[tuple[str, Path, str | None]] = []
         for listed in mirror.local_projects():
@@ -280,15 +281,7 @@ def _metadata(staged: dict[str, tuple[Path, str]], key: str, record: dict[str, A
 
 async def _sha256(mirror: Mirror, key: str) -> str | None:
     path = mirror.store.local_path(StoreKey(key))
-    if path is None:
+    try:
+        return None if path is None else (await asyncio.to_thread(file_sha256, path))[0]
+    except OSError:
         return None
-    digest = hashlib.sha256()
-    with contextlib.suppress(OSError), path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-        return digest.hexdigest()
-    return None
-
-
-def _as_is(state: ProjectState) -> tuple[ProjectState, bool]:
-    return state, True

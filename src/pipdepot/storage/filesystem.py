@@ -10,13 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipdepot.core.digests import file_sha256
 from pipdepot.core.store import STATE_DIR, IntegrityError, StoredFile, StoreKey
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 __all__ = ["FilesystemStore"]
-_CHUNK = 1 << 20
 
 
 def __dir__() -> list[str]:
@@ -71,7 +71,7 @@ class FilesystemStore:
             staged = Path(name)
         else:
             staged = source
-            if sha256 is not None and _sha256_of(staged) != sha256:
+            if sha256 is not None and file_sha256(staged)[0] != sha256:
                 staged.unlink(missing_ok=True)
                 raise IntegrityError(f"{key}: sha256 mismatch")
         staged.chmod(0o644)
@@ -103,11 +103,3 @@ class FilesystemStore:
     def spool_directory(self) -> Path:
         """Temporary files live inside the mirror, so finishing a download is a rename."""
         return self._spool
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
