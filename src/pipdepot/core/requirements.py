@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from pipdepot.core.locks import Pin
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -66,6 +68,10 @@ class RequirementSet:
     notes: list[str] = field(default_factory=list)
     #: How messages name this set.
     label: str = "requirements"
+
+    def hashed(self, pins: list[Pin]) -> list[Pin]:
+        """The resolver's pins, each narrowed to the sha256 values its requirement allows."""
+        return [Pin(p.name, p.version, frozenset(self.hashes.get(p.name, ()))) for p in pins]
 
     def write(self, directory: Path) -> Path:
         """The requirements as a file for the resolver (constraints beside it); its path."""

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from pipdepot.core.digests import file_sha256
 from pipdepot.core.distribution import InvalidDistribution, build_requirements
-from pipdepot.core.locks import Pin
 from pipdepot.core.requirements import RequirementSet
 from pipdepot.core.resolver import ResolutionError, resolve
 from pipdepot.core.selection import choose_file
@@ -29,6 +28,7 @@ from pipdepot.operations.session import local_index, open_mirror
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from pipdepot.core.locks import Pin
     from pipdepot.core.mirror import Mirror
     from pipdepot.core.project import FileEntry, ProjectState
     from pipdepot.core.targets import Target
@@ -134,7 +134,7 @@ async def _resolve(
         except ResolutionError:
             report.missing.append(Missing(requirements.label, "", str(target), str(local_failure)))
             return None
-    return [Pin(p.name, p.version, frozenset(requirements.hashes.get(p.name, ()))) for p in found]
+    return requirements.hashed(found)
 
 
 async def _cover(

@@ -182,7 +182,7 @@ class _Run:
             )
         except ResolutionError as exc:
             raise MirrorError(f"requirements do not resolve for {target}: {exc}") from None
-        return [Pin(p.name, p.version, frozenset(requirements.hashes.get(p.name, ()))) for p in found]
+        return requirements.hashed(found)
 
     async def choose(self, pins: list[Pin], target: Target) -> None:
         """Add the file each pin installs on ``target`` to the wanted files."""
