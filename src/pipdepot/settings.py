@@ -9,6 +9,9 @@ every value it returns names its source, so ``pipdepot plan`` can say why.
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import importlib.util
 import re
 import tomllib
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ __all__ = ["PlanFlags", "ServeFlags", "ServeSettings", "Settings", "load_serve_s
 
 T = TypeVar("T")
 
+_PUBLIC_INDEX_CONSTANT = "PYPI_SIMPLE_ENDPOINT"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _DIB_URL = re.compile(r"(DIB_)?PYPI_MIRROR_URL(?:_(\d+))?")
@@ -428,10 +432,30 @@ def _dib_mirror_urls(env: Mapping[str, str], notes: list[str]) -> tuple[Sourced[
 
 
 def _public_index_default() -> str:
-    """The public index's address, from the library that knows it rather than from us."""
-    from pypi_simple import PYPI_SIMPLE_ENDPOINT  # noqa: PLC0415 (slow import, needed rarely)
+    """The public index's address, from the library that knows it rather than from us.
+
+    The constant is read from pypi-simple's source: importing the package pulls in pydantic,
+    requests and bs4, 15 MB a server would carry for its whole life to read one string.
+    """
+    spec = importlib.util.find_spec("pypi_simple")
+    if spec is not None and spec.origin is not None:
+        with contextlib.suppress(OSError, SyntaxError, ValueError):
+            tree = ast.parse(Path(spec.origin).read_bytes())
+            for node in tree.body:
+                if (
+                    isinstance(node, ast.AnnAssign | ast.Assign)
+                    and _PUBLIC_INDEX_CONSTANT in {ast.unparse(t) for t in _targets_of(node)}
+                    and isinstance(node.value, ast.Constant)
+                    and isinstance(node.value.value, str)
+                ):
+                    return node.value.value
+    from pypi_simple import PYPI_SIMPLE_ENDPOINT  # noqa: PLC0415 (the slow way, if its source moved)
 
     return str(PYPI_SIMPLE_ENDPOINT)
+
+
+def _targets_of(node: ast.AnnAssign | ast.Assign) -> list[ast.expr]:
+    return node.targets if isinstance(node, ast.Assign) else [node.target]
 
 
 # -- conversions -------------------------------------------------------------
