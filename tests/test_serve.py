@@ -636,3 +636,47 @@ def test_a_cached_file_is_found_from_the_local_record_alone(
         assert (status, body, headers["X-Pipdepot-Cache"]) == (200, data, "hit")
     finally:
         again.stop()
+
+
+def _spoil_all_but(page: Path, keep: str) -> None:
+    """Break every file line of a stored page except ``keep``'s: a whole parse of it would fail."""
+    lines = page.read_bytes().split(b"\n")
+    spoiled = [line if keep.encode() in line else b"{broken}," for line in lines[1:-1]]
+    page.write_bytes(b"\n".join([lines[0], *spoiled, lines[-1]]))
+
+
+def test_an_uncached_file_is_found_from_its_line_of_the_stored_page(
+    tmp_path: Path, json_depot: Depot, json_upstream: FakeUpstream
+) -> None:
+    """A cold install asks for one file of each page it just saw: the page is not parsed again for it."""
+    url = file_url(json_depot, "gamma-1.0-py3-none-any.whl")
+    json_depot.stop()
+    _spoil_all_but(json_depot.mirror / ".pipdepot" / "projects" / "gamma.json", "gamma-1.0-py3-none-any.whl")
+    pages_before = json_upstream.hits["/simple/gamma/"]
+    again = start_depot(tmp_path, "--upstream", json_upstream.url, mirror=json_depot.mirror)
+    try:
+        status, headers, body = get(url.replace(json_depot.url, again.url))
+        assert (status, headers["X-Pipdepot-Cache"]) == (200, "miss")
+        assert body == (json_upstream.projects["gamma"][1].path.read_bytes())
+        assert json_upstream.hits["/simple/gamma/"] == pages_before  # no refresh: the line sufficed
+        assert "unreadable" not in again.log_text()
+    finally:
+        again.stop()
+
+
+def test_a_stale_page_with_upstream_down_is_served_without_parsing_it(
+    tmp_path: Path, json_depot: Depot, json_upstream: FakeUpstream
+) -> None:
+    """Upstream down, every page stale: what is served is the local files, so upstream's page stays unread."""
+    url = file_url(json_depot, "gamma-1.0-py3-none-any.whl")
+    assert get(url)[0] == 200
+    json_depot.stop()
+    json_upstream.stop()
+    _spoil_all_but(json_depot.mirror / ".pipdepot" / "projects" / "gamma.json", "no such file")
+    again = start_depot(tmp_path, "--upstream", json_upstream.url, "--ttl", "0", mirror=json_depot.mirror)
+    try:
+        status, headers, body = get(f"{again.index}gamma/", {"Accept": JSON})
+        assert (status, headers["X-Pipdepot-Cache"]) == (200, "stale")
+        assert [f["filename"] for f in json.loads(body)["files"]] == ["gamma-1.0-py3-none-any.whl"]
+    finally:
+        again.stop()

@@ -8,7 +8,15 @@ import pytest
 
 from pipdepot.core.names import NormalizedName
 from pipdepot.core.pages import negotiate, page_files, render_project_html, render_project_json
-from pipdepot.core.project import LocalFile, ProjectState, UnusablePage, local_path_of, parse_upstream_page
+from pipdepot.core.project import (
+    LocalFile,
+    ProjectState,
+    UnusablePage,
+    entry_in_page,
+    fetched_at_of,
+    local_path_of,
+    parse_upstream_page,
+)
 
 
 @pytest.mark.parametrize(
@@ -218,3 +226,27 @@ def test_a_state_from_before_the_split_still_loads() -> None:
     assert (state.generation, state.fetched_at) == (3, 5.0)
     with pytest.raises(ValueError, match="unknown state format"):
         ProjectState.from_json(json.dumps({**old, "format": 9}).encode())
+
+
+def test_one_entry_is_read_from_its_line_of_the_stored_page() -> None:
+    state = _state_with_files()
+    state.files.append({"filename": 'odd "name"-3.0.tar.gz', "url": "https://f.example/packages/o.tar.gz"})
+    state.fetched_at = 12.5
+    page = state.page_json()
+    for entry in state.files:
+        assert entry_in_page(page, entry["filename"]) == entry
+    assert entry_in_page(page, "x-3.0-py3-none-any.whl") is None
+    assert entry_in_page(page, "x-2.0") is None  # a prefix of a filename is not that file
+    assert fetched_at_of(page) == 12.5
+    lines = page.split(b"\n")
+    assert len(lines) == len(state.files) + 2  # the head, one line per file, the close
+
+
+def test_an_older_page_is_said_to_need_a_whole_parse() -> None:
+    fields = {"format": 2, "name": "x", "upstream": "up", "etag": None, "fetched_at": 1.0, "extra": {}}
+    old = json.dumps({**fields, "files": []}).encode()
+    with pytest.raises(ValueError, match="one entry per line"):
+        entry_in_page(old, "x-1.0.tar.gz")
+    with pytest.raises(ValueError, match="one entry per line"):
+        fetched_at_of(old)
+    assert ProjectState.from_json(old, None).fetched_at == 1.0  # and that parse still works

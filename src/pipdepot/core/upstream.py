@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from pipdepot.core.project import parse_upstream_page
 from pipdepot.core.urls import redact_url
 from pipdepot.errors import UpstreamError
 
@@ -20,9 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from pipdepot.core.names import NormalizedName
-    from pipdepot.core.project import ProjectState
 
-__all__ = ["NotFound", "NotModified", "Partial", "UpstreamClient"]
+__all__ = ["NotFound", "NotModified", "Page", "Partial", "UpstreamClient"]
 
 _ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 _CHUNK = 256 * 1024
@@ -38,6 +36,20 @@ def __dir__() -> list[str]:
 @dataclass(frozen=True, slots=True)
 class NotFound:
     """The upstream has no such project."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A project page as upstream sent it, not yet parsed.
+
+    The mirror parses pages one at a time: bytes are a third of the objects a page becomes,
+    so a burst of new pages waits as bytes, never as parsed pages side by side.
+    """
+
+    body: bytes
+    content_type: str
+    url: str
+    etag: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +79,7 @@ class UpstreamClient:
 
     async def fetch_project(
         self, index: str, name: NormalizedName, etag: str | None
-    ) -> ProjectState | NotFound | NotModified:
+    ) -> Page | NotFound | NotModified:
         """``index``'s page for ``name``.
 
         :raises UpstreamError: no usable answer.
@@ -78,16 +90,14 @@ class UpstreamClient:
             headers["If-None-Match"] = etag
         for attempt in range(_ATTEMPTS):
             try:
-                return await self._fetch_project(url, index, name, headers)
+                return await self._fetch_project(url, headers)
             except _RetryableError as exc:
                 if attempt + 1 == _ATTEMPTS:
                     raise UpstreamError(f"{redact_url(url)}: {exc}") from exc
                 await asyncio.sleep(0.2 * (attempt + 1))
         raise AssertionError  # pragma: no cover
 
-    async def _fetch_project(
-        self, url: str, index: str, name: NormalizedName, headers: dict[str, str]
-    ) -> ProjectState | NotFound | NotModified:
+    async def _fetch_project(self, url: str, headers: dict[str, str]) -> Page | NotFound | NotModified:
         try:
             async with self.session.get(url, headers=headers, timeout=self.timeout) as response:
                 if response.status == 304:
@@ -100,17 +110,17 @@ class UpstreamClient:
                     raise UpstreamError(f"{redact_url(url)}: HTTP {response.status}")
                 if (response.content_length or 0) > _MAX_PAGE:
                     raise UpstreamError(f"{redact_url(url)}: a page of {response.content_length} bytes")
-                body = await response.read()
-                state = parse_upstream_page(
-                    name, body, response.headers.get("Content-Type", ""), str(response.url), index
+                return Page(
+                    await response.read(),
+                    response.headers.get("Content-Type", ""),
+                    str(response.url),
+                    response.headers.get("ETag"),
                 )
-                state.etag = response.headers.get("ETag")
-                return state
         except TimeoutError as exc:  # a hanging upstream is not worth waiting for twice
             raise UpstreamError(f"{redact_url(url)}: timed out") from exc
         except aiohttp.ClientConnectionError as exc:
             raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
-        except (aiohttp.ClientError, ValueError) as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamError(f"{redact_url(url)}: {type(exc).__name__}: {exc}") from exc
 
     async def stream(self, url: str) -> AsyncIterator[bytes]:

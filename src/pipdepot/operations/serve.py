@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,11 @@ __all__ = ["serve"]
 
 logger = logging.getLogger("pipdepot")
 
+#: glibc's ``mallopt`` parameter, and the value it starts with: blocks from this size up are
+#: mapped apart and unmapped when freed.
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD = 128 * 1024
+
 
 def __dir__() -> list[str]:
     return __all__
@@ -33,7 +40,23 @@ def serve(settings: ServeSettings) -> None:
 
     :raises ConfigError: the mirror directory or the address cannot be used.
     """
+    _unmap_large_blocks()
     asyncio.run(_serve(settings))
+
+
+def _unmap_large_blocks() -> None:
+    """Keep glibc giving large freed blocks back to the system.
+
+    glibc raises its mmap threshold each time a mapped block is freed; after the first upstream
+    page (up to 6 MB), every page body lands in the heap, and the heap stays fragmented at its
+    high-water mark: about 10 MB of a cold install's peak RSS, measured. Setting the threshold
+    once stops the raising. Nothing changes off glibc, or when the user tuned it already.
+    """
+    if sys.platform != "linux" or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
 async def _serve(settings: ServeSettings) -> None:
