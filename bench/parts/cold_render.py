@@ -33,8 +33,8 @@ def once():
     files = pages.page_files(state, local_only=False); t.append(time.perf_counter())
     html = pages.render_project_html(state, files); t.append(time.perf_counter())
     body = pages.render_project_json(state, files); t.append(time.perf_counter())
-    pages.RenderedPage.of(html, "text/html"); t.append(time.perf_counter())
-    pages.RenderedPage.of(body, pages.JSON_TYPE); t.append(time.perf_counter())
+    pages.RenderedPage.of(html, "text/html", "gzip"); t.append(time.perf_counter())
+    pages.RenderedPage.of(body, pages.JSON_TYPE, "gzip"); t.append(time.perf_counter())
     steps = ["read", "from_json", "page_files", "render_html", "render_json", "gzip_html", "gzip_json"]
     out = {s: round((t[i + 1] - t[i]) * 1000, 2) for i, s in enumerate(steps)}
     out["files"] = len(files)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
 
 from pipdepot.core.names import NormalizedName
-from pipdepot.core.pages import negotiate, page_files, render_project_html, render_project_json
+from pipdepot.core.pages import RenderedPage, negotiate, page_files, render_project_html, render_project_json
 from pipdepot.core.project import (
     LocalFile,
     ProjectState,
@@ -250,3 +251,17 @@ def test_an_older_page_is_said_to_need_a_whole_parse() -> None:
     with pytest.raises(ValueError, match="one entry per line"):
         fetched_at_of(old)
     assert ProjectState.from_json(old, None).fetched_at == 1.0  # and that parse still works
+
+
+def test_a_large_page_keeps_the_compressed_forms_clients_asked_for() -> None:
+    """pip asks for gzip, uv for zstd: a large page holds only what was asked, plain never."""
+    body = json.dumps({"files": [{"filename": f"x-{i}.tar.gz"} for i in range(20_000)]}).encode()
+    page = RenderedPage.of(body, JSON, "zstd")
+    assert page.plain is None
+    assert list(page.encoded) == ["zstd"]
+    assert page.body == body  # decompressed for the rare client that wants it plain
+    assert gzip.decompress(page.encode("gzip")) == body
+    assert sorted(page.encoded) == ["gzip", "zstd"]
+    small = RenderedPage.of(b"<html></html>", "text/html", "gzip")
+    assert (small.plain, list(small.encoded)) == (b"<html></html>", ["gzip"])
+    assert RenderedPage.of(body, JSON, None).plain == body  # kept plain until someone asks otherwise

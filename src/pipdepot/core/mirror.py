@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from pipdepot.core.distribution import LocalDistribution
     from pipdepot.core.metrics import Metrics
     from pipdepot.core.names import NormalizedName
-    from pipdepot.core.pages import Format
+    from pipdepot.core.pages import Encoding, Format
     from pipdepot.core.project import FileEntry
     from pipdepot.core.store import Store, StoredFile
     from pipdepot.core.upstream import UpstreamClient
@@ -209,8 +209,12 @@ class Mirror:
 
     # -- pages ------------------------------------------------------------
 
-    async def page(self, name: NormalizedName, fmt: Format) -> tuple[RenderedPage, CacheStatus] | None:
-        """The page for ``name`` as ``fmt``, and how it was obtained; ``None``: no such project.
+    async def page(
+        self, name: NormalizedName, fmt: Format, encoding: Encoding | None
+    ) -> tuple[RenderedPage, CacheStatus] | None:
+        """The page for ``name`` as ``fmt`` (first compressed with ``encoding``), and how it was obtained.
+
+        ``None``: no such project.
 
         A fresh page already rendered is answered from what is known of it (generation and fetch
         time), without its state: a warm install never parses a large project's page again.
@@ -226,7 +230,7 @@ class Mirror:
                 self.metrics.hits += 1
                 return page, "hit"
         result = await self.project(name)
-        return None if result is None else (self.rendered(result, fmt), result.cache)
+        return None if result is None else (self.rendered(result, fmt, encoding), result.cache)
 
     def _is_fresh(self, fetched_at: float) -> bool:
         return time.time() - fetched_at < self.ttl and fetched_at >= self.fresh_after
@@ -294,7 +298,7 @@ class Mirror:
             return None
         return PageResult(state, local_only=local_only, cache="offline")
 
-    def rendered(self, result: PageResult, fmt: Format) -> RenderedPage:
+    def rendered(self, result: PageResult, fmt: Format, encoding: Encoding | None) -> RenderedPage:
         """``result`` as ``fmt``, rendered and compressed once per state generation."""
         state = result.state
         key = (state.name, state.generation, result.local_only, fmt)
@@ -304,24 +308,24 @@ class Mirror:
             return page
         files = page_files(state, local_only=result.local_only)
         body = render_project_json(state, files) if fmt == "json" else render_project_html(state, files)
-        return self._keep(key, RenderedPage.of(body, CONTENT_TYPES[fmt]))
+        return self._keep(key, RenderedPage.of(body, CONTENT_TYPES[fmt], encoding))
 
     def _keep(self, key: tuple[str, int, bool, str], page: RenderedPage) -> RenderedPage:
         self._rendered[key] = page
-        self._rendered_bytes += page.size  # a later zstd form is not counted: it is smaller than gzip
+        self._rendered_bytes += page.size  # a later form is not counted: pip and uv each ask for one
         while self._rendered_bytes > _RENDERED_BYTES and len(self._rendered) > 1:
             _, old = self._rendered.popitem(last=False)
             self._rendered_bytes -= old.size
         return page
 
-    def root_page(self, fmt: Format) -> RenderedPage:
+    def root_page(self, fmt: Format, encoding: Encoding | None) -> RenderedPage:
         """The root page (projects with local files: a proxy does not list all of upstream)."""
         key = ("", len(self._local_projects), False, fmt)
         page = self._rendered.get(key)
         if page is None:
             names = sorted(self._local_projects)
             body = render_root_json(names) if fmt == "json" else render_root_html(names)
-            page = self._keep(key, RenderedPage.of(body, CONTENT_TYPES[fmt]))
+            page = self._keep(key, RenderedPage.of(body, CONTENT_TYPES[fmt], encoding))
         return page
 
     async def _refresh(self, name: NormalizedName) -> ProjectState | None:

@@ -58,12 +58,13 @@ def __dir__() -> list[str]:
     return __all__
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RenderedPage:
     """One representation of a page; each compressed form is made once, when first asked for.
 
-    A large page keeps only its compressed forms (pip and uv always ask for one);
-    the rare client that wants it plain gets it decompressed on the fly.
+    A large page keeps only its compressed forms, from the first client's on (pip asks for gzip,
+    uv for zstd: a mirror serving one kind never holds the other's form); the rare client that
+    wants it plain gets it decompressed on the fly.
     """
 
     plain: bytes | None
@@ -72,32 +73,44 @@ class RenderedPage:
     encoded: dict[Encoding, bytes] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, body: bytes, content_type: str) -> RenderedPage:
-        """Fingerprint and gzip ``body`` (pip and uv both ask for gzip)."""
-        digest = hashlib.blake2b(body, digest_size=12).hexdigest()
-        level = 6 if len(body) < _LARGE_PAGE else 3  # on a 4,400-file page: half the time, 8 % more bytes
-        gzipped = gzip.compress(body, compresslevel=level, mtime=0)
-        return cls(body if len(body) < _LARGE_PAGE else None, content_type, f'"{digest}"', {"gzip": gzipped})
+    def of(cls, body: bytes, content_type: str, encoding: Encoding | None) -> RenderedPage:
+        """Fingerprint ``body`` and compress it with ``encoding``, the first client's."""
+        page = cls(body, content_type, f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"')
+        if encoding is not None:
+            page.encode(encoding)
+        return page
 
     @property
     def body(self) -> bytes:
         """The uncompressed page."""
-        return self.plain if self.plain is not None else gzip.decompress(self.encoded["gzip"])
+        if self.plain is not None:
+            return self.plain
+        encoding, data = next(iter(self.encoded.items()))
+        return gzip.decompress(data) if encoding == "gzip" else zstandard.ZstdDecompressor().decompress(data)
 
     def encode(self, encoding: Encoding) -> bytes:
         """The body compressed with ``encoding``, made once and kept."""
         data = self.encoded.get(encoding)
         if data is None:
-            # zstandard returns a bytes object still holding its worst-case buffer (about the
-            # input's size); a copy keeps only the compressed bytes.
-            data = bytes(memoryview(zstandard.ZstdCompressor(level=3).compress(self.body)))
+            data = _compress(self.body, encoding)
             self.encoded[encoding] = data
+            if self.plain is not None and len(self.plain) >= _LARGE_PAGE:
+                self.plain = None
         return data
 
     @property
     def size(self) -> int:
         """Bytes held, for the cache's budget."""
         return len(self.plain or b"") + sum(len(data) for data in self.encoded.values())
+
+
+def _compress(body: bytes, encoding: Encoding) -> bytes:
+    if encoding == "gzip":
+        level = 6 if len(body) < _LARGE_PAGE else 3  # on a 4,400-file page: half the time, 8 % more bytes
+        return gzip.compress(body, compresslevel=level, mtime=0)
+    # zstandard returns a bytes object still holding its worst-case buffer (about the input's
+    # size); a copy keeps only the compressed bytes.
+    return bytes(memoryview(zstandard.ZstdCompressor(level=3).compress(body)))
 
 
 @functools.lru_cache(maxsize=256)  # as for negotiate: one answer per header string

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pipdepot.core.download import Download
     from pipdepot.core.mirror import Mirror
     from pipdepot.core.names import NormalizedName
-    from pipdepot.core.pages import RenderedPage
+    from pipdepot.core.pages import Encoding, RenderedPage
     from pipdepot.core.project import FileEntry
 
 __all__ = ["AccessLogger", "create_server"]
@@ -121,7 +121,8 @@ class _Routes:
         fmt = negotiate(request.headers.get("Accept"), _format_param(request))
         if fmt is None:
             return _not_acceptable()
-        return self.page(request, self.mirror.root_page(fmt), "hit")
+        encoding = choose_encoding(request.headers.get("Accept-Encoding", ""))
+        return self.page(request, self.mirror.root_page(fmt, encoding), encoding, "hit")
 
     async def project(self, request: BaseRequest, prefix: str, rest: str) -> web.StreamResponse:
         typed = rest.removesuffix("/")
@@ -133,16 +134,19 @@ class _Routes:
         fmt = negotiate(request.headers.get("Accept"), _format_param(request))
         if fmt is None:
             return _not_acceptable()
+        encoding = choose_encoding(request.headers.get("Accept-Encoding", ""))
         try:
-            found = await self.mirror.page(name, fmt)
+            found = await self.mirror.page(name, fmt, encoding)
         except UpstreamError as exc:
             return _text(502, f"upstream unavailable and {name} is not cached: {exc}")
         if found is None:
             return _text(404, f"no project named {name}")
-        return self.page(request, *found)
+        page, cache = found
+        return self.page(request, page, encoding, cache)
 
-    def page(self, request: BaseRequest, page: RenderedPage, cache: str) -> web.StreamResponse:
-        encoding = choose_encoding(request.headers.get("Accept-Encoding", ""))
+    def page(
+        self, request: BaseRequest, page: RenderedPage, encoding: Encoding | None, cache: str
+    ) -> web.StreamResponse:
         etag = page.etag if encoding is None else f'{page.etag[:-1]}-{encoding}"'
         headers = {
             "Vary": "Accept, Accept-Encoding",
