@@ -31,10 +31,10 @@ def once():
     data = open(path, "rb").read(); t.append(time.perf_counter())
     state = ProjectState.from_json(data); t.append(time.perf_counter())
     files = pages.page_files(state, local_only=False); t.append(time.perf_counter())
-    html = pages.render_project_html(state, files); t.append(time.perf_counter())
-    body = pages.render_project_json(state, files); t.append(time.perf_counter())
-    pages.RenderedPage.of(html, "text/html", "gzip"); t.append(time.perf_counter())
-    pages.RenderedPage.of(body, pages.JSON_TYPE, "gzip"); t.append(time.perf_counter())
+    html = b"".join(pages.render_project_html(state, files)); t.append(time.perf_counter())
+    body = b"".join(pages.render_project_json(state, files)); t.append(time.perf_counter())
+    pages.RenderedPage.of([html], "text/html", "gzip"); t.append(time.perf_counter())
+    pages.RenderedPage.of([body], pages.JSON_TYPE, "gzip"); t.append(time.perf_counter())
     steps = ["read", "from_json", "page_files", "render_html", "render_json", "gzip_html", "gzip_json"]
     out = {s: round((t[i + 1] - t[i]) * 1000, 2) for i, s in enumerate(steps)}
     out["files"] = len(files)

@@ -86,11 +86,11 @@ def test_a_json_page_keeps_every_field_and_resolves_urls() -> None:
     assert entry["future-key"] == [1, 2]
     assert entry["core-metadata"] == {"sha256": "11"}
     assert "dist-info-metadata" not in entry
-    served = json.loads(render_project_json(state, page_files(state, local_only=False)))
+    served = json.loads(b"".join(render_project_json(state, page_files(state, local_only=False))))
     assert served["project-status"] == {"status": "deprecated"}
     assert served["files"][0]["url"] == "/packages/aa/bb/cc/x-1.0-py3-none-any.whl"
     assert served["files"][0]["provenance"] == "https://example/prov"
-    html = render_project_html(state, page_files(state, local_only=False)).decode()
+    html = b"".join(render_project_html(state, page_files(state, local_only=False))).decode()
     assert '<meta name="pypi:project-status" content="deprecated">' in html
     assert 'data-provenance="https://example/prov"' in html
 
@@ -138,11 +138,13 @@ def test_local_only_pages_list_only_local_files_with_their_metadata() -> None:
     assert files[0]["core-metadata"] == {"sha256": "cd" * 32}
     assert files[0]["hashes"] == {"sha256": "ab" * 32}
     assert files[0]["size"] == 10
-    served = json.loads(render_project_json(state, files))
+    served = json.loads(b"".join(render_project_json(state, files)))
     assert served["meta"]["api-version"] == "1.4"
     assert served["versions"] == ["1.0"]
     assert (
-        json.loads(render_project_json(state, page_files(state, local_only=False)))["meta"]["api-version"]
+        json.loads(b"".join(render_project_json(state, page_files(state, local_only=False))))["meta"][
+            "api-version"
+        ]
         == "1.0"
     )
 
@@ -256,12 +258,12 @@ def test_an_older_page_is_said_to_need_a_whole_parse() -> None:
 def test_a_large_page_keeps_the_compressed_forms_clients_asked_for() -> None:
     """pip asks for gzip, uv for zstd: a large page holds only what was asked, plain never."""
     body = json.dumps({"files": [{"filename": f"x-{i}.tar.gz"} for i in range(20_000)]}).encode()
-    page = RenderedPage.of(body, JSON, "zstd")
+    page = RenderedPage.of([body[:1000], body[1000:]], JSON, "zstd")
     assert page.plain is None
     assert list(page.encoded) == ["zstd"]
     assert page.body == body  # decompressed for the rare client that wants it plain
     assert gzip.decompress(page.encode("gzip")) == body
     assert sorted(page.encoded) == ["gzip", "zstd"]
-    small = RenderedPage.of(b"<html></html>", "text/html", "gzip")
+    small = RenderedPage.of([b"<html></html>"], "text/html", "gzip")
     assert (small.plain, list(small.encoded)) == (b"<html></html>", ["gzip"])
-    assert RenderedPage.of(body, JSON, None).plain == body  # kept plain until someone asks otherwise
+    assert RenderedPage.of([body], JSON, None).plain == body  # kept plain until someone asks otherwise

@@ -325,7 +325,7 @@ class Mirror:
         if page is None:
             names = sorted(self._local_projects)
             body = render_root_json(names) if fmt == "json" else render_root_html(names)
-            page = self._keep(key, RenderedPage.of(body, CONTENT_TYPES[fmt], encoding))
+            page = self._keep(key, RenderedPage.of([body], CONTENT_TYPES[fmt], encoding))
         return page
 
     async def _refresh(self, name: NormalizedName) -> ProjectState | None:
