@@ -562,6 +562,17 @@ class Mirror:
             await self._save(state)
             await self._write_tree(state)
 
+    def _spooled_page(self, state: ProjectState) -> Path:
+        """Upstream's page written to the spool line by line (its lock held: nothing changes it meanwhile)."""
+        fd, name = tempfile.mkstemp(dir=self.store.spool_directory(), prefix="page-")
+        try:
+            with open(fd, "wb", buffering=1 << 20) as target:  # noqa: PTH123 (a descriptor, not a path)
+                state.write_page(target)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        return Path(name)
+
     def _spooled_copy(self, source: Path) -> Path:
         fd, name = tempfile.mkstemp(dir=self.store.spool_directory(), prefix="add-")
         with open(fd, "wb") as target, source.open("rb") as stream:  # noqa: PTH123 (a descriptor, not a path)
@@ -769,7 +780,8 @@ class Mirror:
                 state.fetched_at if page or head is None else head[1],
             )
         if page:
-            await self.store.put(StoreKey(f"{_STATES}/{state.name}.json"), state.page_json())
+            spooled = await asyncio.to_thread(self._spooled_page, state)
+            await self.store.put(StoreKey(f"{_STATES}/{state.name}.json"), spooled)
         await self.store.put(StoreKey(f"{_LOCALS}/{state.name}.json"), state.local_json())
 
     def _lock(self, name: NormalizedName) -> asyncio.Lock:

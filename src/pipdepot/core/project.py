@@ -9,10 +9,11 @@ serves it at, which keeps upstream's path (``/packages/...`` for PyPI).
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urljoin
 
 from pipdepot.core.names import project_of_filename, version_of_filename
@@ -115,10 +116,17 @@ class ProjectState:
         return self._versions
 
     def page_json(self) -> bytes:
-        """Upstream's page as stored beside the tree (large; rewritten only when upstream's page changes).
+        """Upstream's page as stored beside the tree: see :meth:`write_page`."""
+        buffer = io.BytesIO()
+        self.write_page(buffer)
+        return buffer.getvalue()
+
+    def write_page(self, stream: IO[bytes]) -> None:
+        """Write upstream's page as stored beside the tree (large; rewritten only when upstream's changes).
 
         One file entry per line, so :func:`entry_in_page` finds one file's entry without
-        parsing the page (a 15,000-file page is 15 MB of objects once parsed).
+        parsing the page (a 15,000-file page is 15 MB of objects once parsed); written line by
+        line, so the stored form is never whole in memory either.
         """
         head = json.dumps(
             {
@@ -131,9 +139,12 @@ class ProjectState:
             },
             separators=(",", ":"),
         )
-        files = self.files[len(self.added) :] if self.added else self.files
-        lines = [json.dumps(entry, separators=(",", ":")).encode() for entry in files]
-        return b"".join([head[:-1].encode(), b',"files":[\n', b",\n".join(lines), b"\n]}"])
+        stream.write(head[:-1].encode() + b',"files":[\n')
+        separator = b""
+        for entry in self.files[len(self.added) :] if self.added else self.files:
+            stream.write(separator + json.dumps(entry, separators=(",", ":")).encode())
+            separator = b",\n"
+        stream.write(b"\n]}")
 
     def local_json(self) -> bytes:
         """What is local, with each local file's entry (small; rewritten on every new file).
