@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import signal
 import threading
 import time
@@ -576,12 +577,18 @@ def test_health_metrics_status_and_the_log(tmp_path: Path, json_depot: Depot) ->
     status = json.loads(get(f"{json_depot.url}/+status")[2])
     assert status["metrics"]["cached_projects"] == 1
     assert status["upstreams"] == [json_depot.args[1]]
+    json_depot.stop()  # access lines are written in batches: the last ones as the server stops
     log = json_depot.log_text()
     assert f"listening on {json_depot.index}" in log
     assert f"storing in {json_depot.mirror}" in log
     assert "GET /simple/beta/ 200" in log
     assert " miss " in log
     assert " hit " in log
+    access = [line for line in log.splitlines() if " GET " in line]
+    assert access
+    assert all(
+        re.fullmatch(r"\d\d:\d\d:\d\d pipdepot: GET /\S* \d{3} \d+ [a-z-]+ [\d.]+ms", a) for a in access
+    )
 
 
 def test_a_new_file_rewrites_the_small_local_record_not_upstreams_page(json_depot: Depot) -> None:

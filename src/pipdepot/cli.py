@@ -478,6 +478,10 @@ def _plan_json(report: PlanReport) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; a PipdepotError becomes one line on stderr and exit status 1."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s pipdepot: %(message)s", datefmt="%H:%M:%S")
+    access = logging.StreamHandler()  # the server's access lines come formatted, in batches
+    access.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("pipdepot.access").addHandler(access)
+    logging.getLogger("pipdepot.access").propagate = False
     try:
         cli.main(args=argv, prog_name="pipdepot", standalone_mode=False)
     except PipdepotError as exc:
