@@ -126,6 +126,7 @@ def test_pip_and_uv_install_cold_then_warm_then_with_upstream_down(
     pip_install(python, depot.index, "alpha==1.0")
     assert installed(python, "alpha") == "1.0"
     assert upstream.file_hits() == files_after_cold  # warm installs took every file from the cache
+    assert not list((depot.mirror / ".pipdepot" / "tmp").iterdir())  # pages and files spooled, then moved
 
     upstream.stop()
     depot.stop()
@@ -524,6 +525,7 @@ def test_a_broken_upstream_is_never_a_404(tmp_path: Path, dist_dir: Path, behavi
         for never_installable in ("gamma", "alpha"):
             status, _, body = get(f"{depot.index}{never_installable}/")
             assert status == 502, body
+        assert not list((depot.mirror / ".pipdepot" / "tmp").iterdir())  # no spooled page left behind
     finally:
         depot.stop()
         server.stop()

@@ -347,7 +347,9 @@ class Mirror:
             if started < self._down_until.get(index, 0.0):
                 raise UpstreamError(f"{index} failed less than {_BACKOFF:.0f} s ago")
             try:
-                answer = await self.client.fetch_project(index, name, etag)
+                answer = await self.client.fetch_project(
+                    index, name, etag, spool=self.store.spool_directory()
+                )
             except UpstreamError:
                 self._down_until[index] = time.monotonic() + _BACKOFF
                 raise
@@ -361,14 +363,18 @@ class Mirror:
                 old.fetched_at = time.time()
                 self._heads[name] = (old.generation, old.fetched_at)
                 return old
-            async with self._digesting:
-                try:
-                    new = parse_upstream_page(name, answer.body, answer.content_type, answer.url, index)
-                except UnusablePage as exc:
-                    raise UpstreamError(f"{redact_url(answer.url)}: {exc}") from exc
-                new.etag = answer.etag
-                del answer  # its bytes are parsed: not kept while the page is saved
-                return await self._adopt(name, new)
+            try:
+                async with self._digesting:
+                    body = await asyncio.to_thread(answer.path.read_bytes)
+                    try:
+                        new = parse_upstream_page(name, body, answer.content_type, answer.url, index)
+                    except UnusablePage as exc:
+                        raise UpstreamError(f"{redact_url(answer.url)}: {exc}") from exc
+                    new.etag = answer.etag
+                    del body  # parsed: not kept while the page is saved
+                    return await self._adopt(name, new)
+            finally:
+                answer.path.unlink(missing_ok=True)
         if old is not None and old.added:  # a private project: upstream has none of it, which is right
             return await self._adopt(name, ProjectState(name, "", [], fetched_at=time.time()))
         return None
