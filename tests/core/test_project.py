@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 
 import pytest
@@ -195,9 +196,15 @@ def _state_with_files() -> ProjectState:
     return state
 
 
+def _stored(state: ProjectState) -> bytes:
+    page = io.BytesIO()
+    state.write_page(page)
+    return page.getvalue()
+
+
 def test_page_and_local_record_round_trip() -> None:
     state = _state_with_files()
-    again = ProjectState.from_json(state.page_json(), state.local_json())
+    again = ProjectState.from_json(_stored(state), state.local_json())
     assert (again.name, again.upstream, again.etag, again.generation) == ("x", "up", '"e1"', 7)
     assert again.files == state.files
     assert again.local == state.local
@@ -235,7 +242,7 @@ def test_one_entry_is_read_from_its_line_of_the_stored_page() -> None:
     state = _state_with_files()
     state.files.append({"filename": 'odd "name"-3.0.tar.gz', "url": "https://f.example/packages/o.tar.gz"})
     state.fetched_at = 12.5
-    page = state.page_json()
+    page = _stored(state)
     for entry in state.files:
         assert entry_in_page(page, entry["filename"]) == entry
     assert entry_in_page(page, "x-3.0-py3-none-any.whl") is None

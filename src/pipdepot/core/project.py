@@ -9,7 +9,6 @@ serves it at, which keeps upstream's path (``/packages/...`` for PyPI).
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -114,12 +113,6 @@ class ProjectState:
             else:
                 self._versions = versions_of(self.files)
         return self._versions
-
-    def page_json(self) -> bytes:
-        """Upstream's page as stored beside the tree: see :meth:`write_page`."""
-        buffer = io.BytesIO()
-        self.write_page(buffer)
-        return buffer.getvalue()
 
     def write_page(self, stream: IO[bytes]) -> None:
         """Write upstream's page as stored beside the tree (large; rewritten only when upstream's changes).
