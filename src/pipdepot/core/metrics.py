@@ -22,6 +22,8 @@ class Metrics:
     upstream_errors: int = 0
     bytes_served: int = 0
     bytes_fetched: int = 0
+    #: Pages rendered (once per page version, format and local-only view; the rest are served as kept).
+    pages_rendered: int = 0
     cached_projects: int = 0
     cached_files: int = 0
 

@@ -31,6 +31,7 @@ __all__ = [
     "Format",
     "RenderedPage",
     "choose_encoding",
+    "listed_entry",
     "negotiate",
     "page_files",
     "render_project_html",
@@ -229,11 +230,12 @@ def page_files(state: ProjectState, *, local_only: bool) -> list[FileEntry]:
         local = state.local.get(entry["filename"])
         if local_only and local is None:
             continue
-        files.append(_with_local(entry, local))
+        files.append(listed_entry(entry, local))
     return files
 
 
-def _with_local(entry: FileEntry, local: LocalFile | None) -> FileEntry:
+def listed_entry(entry: FileEntry, local: LocalFile | None) -> FileEntry:
+    """The entry as pages list it, with the size, sha256 and metadata hash known from the local file."""
     if local is None:
         return entry
     updated = dict(entry)
