@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+from packaging.version import Version
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -111,7 +112,10 @@ class FakeUpstream:
                 if self.with_metadata and d.metadata is not None:
                     entry["core-metadata"] = {"sha256": hashlib.sha256(d.metadata).hexdigest()}
                 files.append(entry)
-            body = {"meta": {"api-version": "1.1"}, "name": name, "files": files, "versions": []}
+            versions = sorted(
+                {str(_version_of(d.path.name)) for d in dists}, key=Version
+            )  # as PyPI lists them
+            body = {"meta": {"api-version": "1.1"}, "name": name, "files": files, "versions": versions}
             return web.Response(
                 body=json.dumps(body).encode(),
                 content_type="application/vnd.pypi.simple.v1+json",
@@ -215,3 +219,9 @@ class FakeUpstream:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._loop = None
+
+
+def _version_of(filename: str) -> Version:
+    if filename.endswith(".whl"):
+        return parse_wheel_filename(filename)[1]
+    return parse_sdist_filename(filename)[1]

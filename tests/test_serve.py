@@ -689,3 +689,34 @@ def test_a_stale_page_with_upstream_down_is_served_without_parsing_it(
         assert [f["filename"] for f in json.loads(body)["files"]] == ["gamma-1.0-py3-none-any.whl"]
     finally:
         again.stop()
+
+
+def test_a_page_rendered_from_its_stored_lines_is_the_page_rendered_from_its_state(
+    tmp_path: Path, json_depot: Depot, json_upstream: FakeUpstream
+) -> None:
+    """After a restart, a fresh page is rendered from its stored lines: the same bytes, the same ETag."""
+    assert get(file_url(json_depot, "gamma-1.0-py3-none-any.whl"))[0] == 200  # adds its metadata hash
+    before = {}
+    for accept in (JSON, "text/html"):
+        deadline = time.monotonic() + 10
+        while True:  # the download is recorded just after its last byte went out
+            status, headers, body = get(f"{json_depot.index}gamma/", {"Accept": accept})
+            if b"data-core-metadata" in body or b'"core-metadata"' in body:
+                break
+            assert time.monotonic() < deadline, "the extracted metadata was never listed"
+            time.sleep(0.05)
+        before[accept] = (status, headers["ETag"], body)
+    json_depot.stop()
+    stored = json_depot.mirror / ".pipdepot" / "projects" / "gamma.json"
+    stored.write_bytes(stored.read_bytes() + b" not JSON as a whole")  # only a parse of the whole page fails
+    pages_before = json_upstream.hits["/simple/gamma/"]
+    again = start_depot(tmp_path, "--upstream", json_upstream.url, mirror=json_depot.mirror)
+    try:
+        for accept, (status, etag, body) in before.items():
+            now = get(f"{again.index}gamma/", {"Accept": accept})
+            assert (now[0], now[1]["ETag"], now[2]) == (status, etag, body)
+        rendered = json.loads(get(f"{again.url}/+status")[2])["metrics"]["pages_rendered"]
+        assert rendered == 2  # JSON and HTML, once each
+        assert json_upstream.hits["/simple/gamma/"] == pages_before  # nothing was parsed whole, or fetched
+    finally:
+        again.stop()

@@ -9,7 +9,15 @@ import json
 import pytest
 
 from pipdepot.core.names import NormalizedName
-from pipdepot.core.pages import RenderedPage, negotiate, page_files, render_project_html, render_project_json
+from pipdepot.core.pages import (
+    RenderedPage,
+    listed_files,
+    negotiate,
+    page_files,
+    render_listing,
+    render_project_html,
+    render_project_json,
+)
 from pipdepot.core.project import (
     LocalFile,
     ProjectState,
@@ -18,6 +26,7 @@ from pipdepot.core.project import (
     fetched_at_of,
     local_path_of,
     parse_upstream_page,
+    stored_listing,
 )
 
 
@@ -274,3 +283,38 @@ def test_a_large_page_keeps_the_compressed_forms_clients_asked_for() -> None:
     small = RenderedPage.of([b"<html></html>"], "text/html", "gzip")
     assert (small.plain, list(small.encoded)) == (b"<html></html>", ["gzip"])
     assert RenderedPage.of([body], JSON, None).plain == body  # kept plain until someone asks otherwise
+
+
+def test_a_stored_page_renders_from_its_lines_as_from_the_parsed_state() -> None:
+    """The warm path renders upstream's page one stored line at a time: byte for byte the same page."""
+    body = json.dumps(
+        {
+            "meta": {"api-version": "1.1"},
+            "name": "x",
+            "versions": ["1.0", "2.0"],
+            "project-status": {"status": "active"},
+            "files": [
+                {
+                    "filename": f"x-{v}-py3-none-any.whl",
+                    "url": f"/p/x-{v}-py3-none-any.whl",
+                    "size": 9,
+                    "hashes": {},
+                }
+                for v in ("1.0", "2.0")
+            ],
+        }
+    ).encode()
+    state = parse_upstream_page(NormalizedName("x"), body, JSON, "https://index.example/simple/x/", "up")
+    state.local["x-2.0-py3-none-any.whl"] = LocalFile("ab" * 32, 9, "cd" * 32)  # metadata pipdepot extracted
+    added = {"filename": "x-1.0-py3-none-any.whl", "url": "local:///packages/+local/x/x-1.0-py3-none-any.whl"}
+    state.added = [{**added, "hashes": {"sha256": "ef" * 32}, "size": 7}]
+    state.local["x-1.0-py3-none-any.whl"] = LocalFile("ef" * 32, 7)
+    state.merge_added()
+    meta, _ = stored_listing(_stored(state))
+    assert meta["all_sizes"] is True
+    files = page_files(state, local_only=False)
+    for fmt, render in (("json", render_project_json), ("html", render_project_html)):
+        _, entries = stored_listing(_stored(state))
+        streamed = b"".join(render_listing("x", meta["extra"], listed_files(entries, state), fmt))  # type: ignore[arg-type]
+        assert streamed == b"".join(render(state, files))
+    assert b"cd" * 32 in streamed  # the extracted metadata hash is listed

@@ -24,18 +24,20 @@ import tempfile
 import time
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pipdepot.core.download import Download
 from pipdepot.core.pages import (
     CONTENT_TYPES,
     RenderedPage,
     listed_entry,
+    listed_files,
     page_files,
+    render_listing,
     render_project_html,
     render_project_json,
     render_root_html,
@@ -52,6 +54,7 @@ from pipdepot.core.project import (
     local_path_of,
     parse_upstream_page,
     project_of_path,
+    stored_listing,
 )
 from pipdepot.core.store import STATE_DIR, IntegrityError, StoreKey
 from pipdepot.core.upstream import NotFound, NotModified, Partial
@@ -230,8 +233,40 @@ class Mirror:
                 self._rendered.move_to_end(key)
                 self.metrics.hits += 1
                 return page, "hit"
+        if not self.offline and name not in self._states:
+            stored = await self._render_stored(name, fmt, encoding)
+            if stored is not None:
+                self.metrics.hits += 1
+                return stored, "hit"
         result = await self.project(name)
         return None if result is None else (self.rendered(result, fmt, encoding), result.cache)
+
+    async def _render_stored(
+        self, name: NormalizedName, fmt: Format, encoding: Encoding | None
+    ) -> RenderedPage | None:
+        """Upstream's whole page, fresh on disk but not in memory, rendered from its lines one at a time.
+
+        What a warm install after a cold one asks for: pages that changed only by the files that
+        became local (pipdepot adds the metadata hashes it extracted). Parsing such a page whole
+        again cost 15 MB of objects for pydantic-core. ``None``: not such a page; the caller parses.
+        """
+        head = await self._head(name)
+        if head is None or not self._is_fresh(head[1]):
+            return None
+        page = await self.store.read(StoreKey(f"{_STATES}/{name}.json"))
+        record = await self._load_local(name)
+        if page is None or record is None or record.generation != head[0]:
+            return None
+        listing = _renderable(page)
+        if listing is None:
+            return None
+        extra, entries = listing
+        key = (name, head[0], False, fmt)
+        if (rendered := self._rendered.get(key)) is not None:
+            return rendered
+        self.metrics.pages_rendered += 1
+        body = render_listing(name, extra, listed_files(entries, record), fmt)
+        return self._keep(key, RenderedPage.of(body, CONTENT_TYPES[fmt], encoding))
 
     def _is_fresh(self, fetched_at: float) -> bool:
         return time.time() - fetched_at < self.ttl and fetched_at >= self.fresh_after
@@ -808,6 +843,21 @@ class Mirror:
 
     def _lock(self, name: NormalizedName) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
+
+
+def _renderable(page: bytes) -> tuple[dict[str, Any], Iterator[FileEntry]] | None:
+    """The stored page's ``extra`` and entries, if its head can be rendered before its files.
+
+    That takes every file's size (the api-version) and upstream's ``versions``, as PyPI gives.
+    """
+    try:
+        meta, entries = stored_listing(page)
+    except ValueError:  # a page stored before entries had a line each
+        return None
+    extra = meta.get("extra")
+    if meta.get("all_sizes") and isinstance(extra, dict) and isinstance(extra.get("versions"), list):
+        return (extra, entries) if extra["versions"] else None
+    return None
 
 
 def _key_of(entry: FileEntry) -> StoreKey:

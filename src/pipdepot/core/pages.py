@@ -9,15 +9,16 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import itertools
 import json
 import zlib
 from dataclasses import dataclass, field
 from html import escape
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import zstandard
 
-from pipdepot.core.project import JSON_TYPE, versions_of
+from pipdepot.core.project import JSON_TYPE, local_path_of, versions_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -32,8 +33,10 @@ __all__ = [
     "RenderedPage",
     "choose_encoding",
     "listed_entry",
+    "listed_files",
     "negotiate",
     "page_files",
+    "render_listing",
     "render_project_html",
     "render_project_json",
     "render_root_html",
@@ -234,6 +237,19 @@ def page_files(state: ProjectState, *, local_only: bool) -> list[FileEntry]:
     return files
 
 
+def listed_files(entries: Iterable[FileEntry], record: ProjectState) -> Iterator[FileEntry]:
+    """What upstream's whole page lists, one entry at a time, as :func:`page_files` does.
+
+    ``entries`` are read from the stored page, ``record`` is the local record: no parsed state.
+    """
+    added = {entry["filename"] for entry in record.added}
+    for entry in record.added:
+        yield listed_entry(entry, record.local.get(entry["filename"]))
+    for entry in entries:
+        if entry["filename"] not in added:  # hidden by the added file of that name
+            yield listed_entry(entry, record.local.get(entry["filename"]))
+
+
 def listed_entry(entry: FileEntry, local: LocalFile | None) -> FileEntry:
     """The entry as pages list it, with the size, sha256 and metadata hash known from the local file."""
     if local is None:
@@ -252,43 +268,86 @@ def listed_entry(entry: FileEntry, local: LocalFile | None) -> FileEntry:
 def render_project_json(state: ProjectState, files: list[FileEntry]) -> Iterator[bytes]:
     """PEP 691 JSON, in chunks; api-version 1.4 when every file has a size (PEP 700), else 1.0."""
     version = API_VERSION if all("size" in f for f in files) else LEGACY_API_VERSION
-    head: dict[str, object] = {"meta": {"api-version": version}, "name": state.name}
-    head.update({k: v for k, v in state.extra.items() if k != "versions"})
     # A page of local files only names only their versions: nothing uninstallable is offered.
-    head["versions"] = state.versions() if len(files) == len(state.files) else versions_of(files)
-    yield json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"files":['
-    for start in range(0, len(files), _BATCH):
-        served = []
-        for entry in files[start : start + _BATCH]:
-            item = dict(entry)
-            item["url"] = state.path_of(entry["filename"])
-            item.setdefault("hashes", {})
-            served.append(item)
-        yield (b"," if start else b"") + json.dumps(served, separators=(",", ":"))[1:-1].encode()
-    yield b"]}"
+    versions = state.versions() if len(files) == len(state.files) else versions_of(files)
+    return _json(
+        state.name,
+        state.extra,
+        versions=versions,
+        api_version=version,
+        files=files,
+        path_of=lambda e: state.path_of(e["filename"]),
+    )
 
 
 def render_project_html(state: ProjectState, files: list[FileEntry]) -> Iterator[bytes]:
     """PEP 503 HTML in chunks, with every attribute the data allows; links are absolute paths."""
-    return _html(state, files, lambda entry: state.path_of(entry["filename"]))
+    return _html(state.name, state.extra, files, lambda entry: state.path_of(entry["filename"]))
 
 
 def render_tree_html(state: ProjectState, files: list[FileEntry]) -> bytes:
     """The static tree's ``<project>/index.html``: relative links, so ``file://`` and nginx work."""
-    return b"".join(_html(state, files, lambda entry: ".." + state.path_of(entry["filename"])))
+    return b"".join(_html(state.name, state.extra, files, lambda e: ".." + state.path_of(e["filename"])))
+
+
+def render_listing(
+    name: str, extra: dict[str, Any], files: Iterable[FileEntry], fmt: Format
+) -> Iterator[bytes]:
+    """Upstream's whole page as ``fmt``, from entries read one at a time, as the renders above make it.
+
+    For a page whose every file has a size and whose ``extra`` holds upstream's ``versions``
+    (what PyPI gives): the only cases where the page's head is known before its files.
+    """
+    if fmt == "json":
+        versions = [str(v) for v in extra["versions"]]
+        return _json(
+            name,
+            extra,
+            versions=versions,
+            api_version=API_VERSION,
+            files=files,
+            path_of=lambda e: local_path_of(e["url"], e["filename"]),
+        )
+    return _html(name, extra, files, lambda e: local_path_of(e["url"], e["filename"]))
+
+
+def _json(  # noqa: PLR0913 (the page's parts, each computed by the caller)
+    name: str,
+    extra: dict[str, Any],
+    *,
+    versions: list[str],
+    api_version: str,
+    files: Iterable[FileEntry],
+    path_of: Callable[[FileEntry], str],
+) -> Iterator[bytes]:
+    head: dict[str, object] = {"meta": {"api-version": api_version}, "name": name}
+    head.update({k: v for k, v in extra.items() if k != "versions"})
+    head["versions"] = versions
+    yield json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"files":['
+    separator = b""
+    for batch in _batches(files):
+        served = []
+        for entry in batch:
+            item = dict(entry)
+            item["url"] = path_of(entry)
+            item.setdefault("hashes", {})
+            served.append(item)
+        yield separator + json.dumps(served, separators=(",", ":"))[1:-1].encode()
+        separator = b","
+    yield b"]}"
 
 
 def _html(
-    state: ProjectState, files: list[FileEntry], href_of: Callable[[FileEntry], str]
+    project: str, extra: dict[str, Any], files: Iterable[FileEntry], href_of: Callable[[FileEntry], str]
 ) -> Iterator[bytes]:
-    name = escape(state.name)
+    name = escape(project)
     lines = [
         "<!DOCTYPE html>",
         "<html>",
         "<head>",
         f'<meta name="pypi:repository-version" content="{API_VERSION}">',
     ]
-    status = state.extra.get("project-status")
+    status = extra.get("project-status")
     if isinstance(status, dict) and status.get("status"):
         lines.append(f'<meta name="pypi:project-status" content="{escape(str(status["status"]))}">')
         if status.get("reason"):
@@ -297,10 +356,15 @@ def _html(
             )
     lines += [f"<title>Links for {name}</title>", "</head>", "<body>", f"<h1>Links for {name}</h1>", ""]
     yield "\n".join(lines).encode()
-    for start in range(0, len(files), _BATCH):
-        anchors = [_anchor(entry, href_of(entry)) for entry in files[start : start + _BATCH]]
-        yield ("\n".join(anchors) + "\n").encode()
+    for batch in _batches(files):
+        yield ("\n".join(_anchor(entry, href_of(entry)) for entry in batch) + "\n").encode()
     yield b"</body>\n</html>\n"
+
+
+def _batches(files: Iterable[FileEntry]) -> Iterator[list[FileEntry]]:
+    iterator = iter(files)
+    while batch := list(itertools.islice(iterator, _BATCH)):
+        yield batch
 
 
 def _anchor(entry: FileEntry, href: str) -> str:

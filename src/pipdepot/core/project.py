@@ -18,6 +18,8 @@ from urllib.parse import unquote, urljoin
 from pipdepot.core.names import project_of_filename, version_of_filename
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from pipdepot.core.names import NormalizedName
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "local_path_of",
     "parse_upstream_page",
     "project_of_path",
+    "stored_listing",
     "versions_of",
 ]
 
@@ -121,6 +124,7 @@ class ProjectState:
         parsing the page (a 15,000-file page is 15 MB of objects once parsed); written line by
         line, so the stored form is never whole in memory either.
         """
+        files = self.files[len(self.added) :] if self.added else self.files
         head = json.dumps(
             {
                 "format": _PAGE_FORMAT,
@@ -129,12 +133,13 @@ class ProjectState:
                 "etag": self.etag,
                 "fetched_at": self.fetched_at,
                 "extra": self.extra,
+                "all_sizes": all("size" in entry for entry in files),  # see stored_listing
             },
             separators=(",", ":"),
         )
         stream.write(head[:-1].encode() + b',"files":[\n')
         separator = b""
-        for entry in self.files[len(self.added) :] if self.added else self.files:
+        for entry in files:
             stream.write(separator + json.dumps(entry, separators=(",", ":")).encode())
             separator = b",\n"
         stream.write(b"\n]}")
@@ -249,6 +254,28 @@ def fetched_at_of(page: bytes) -> float:
     if not page.startswith(_LINES_PREFIX) or not first.endswith(b'"files":['):
         raise ValueError("not a page stored one entry per line")
     return float(json.loads(first + b"]}")["fetched_at"])
+
+
+def stored_listing(page: bytes) -> tuple[dict[str, Any], Iterator[FileEntry]]:
+    """A stored page's head (its first line), and its file entries parsed one line at a time.
+
+    A page can then be rendered without 15 MB of objects for a 15,000-file project.
+
+    :raises ValueError: the page is not stored one entry per line (an older format).
+    """
+    first = page.find(b"\n")
+    if not page.startswith(_LINES_PREFIX) or not page[:first].endswith(b'"files":['):
+        raise ValueError("not a page stored one entry per line")
+    head = json.loads(page[:first] + b"]}")
+
+    def entries() -> Iterator[FileEntry]:
+        start = first + 1
+        while (end := page.find(b"\n", start)) != -1:
+            if end > start:  # a page of no files has an empty line
+                yield json.loads(page[start:end].removesuffix(b","))
+            start = end + 1
+
+    return head, entries()
 
 
 def entry_in_page(page: bytes, filename: str) -> FileEntry | None:
