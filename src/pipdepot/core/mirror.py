@@ -87,6 +87,8 @@ _PARTIAL_LIMIT = 1024 * 1024
 #: Files of parsed project states kept in memory (about 1 KiB each). Warm pages, cached files and
 #: uncached files' entries need no parsed state, so few are kept: they cost RSS, not time.
 _STATE_FILES = 3_000
+#: Bytes read to find a stored page's first line (its head); a longer head is read whole.
+_PAGE_HEAD = 256 * 1024
 #: Local records kept in memory (a few entries each).
 _RECORDS = 4096
 
@@ -169,7 +171,7 @@ class Mirror:
         self._local_projects: dict[str, int] = {}
         self._summary_lock = asyncio.Lock()
         self._loading = asyncio.Lock()
-        #: One upstream page parsed and saved at a time: a burst of new pages waits as bytes.
+        #: One page parsed (or rendered from its stored lines) at a time: a burst of pages waits on disk.
         self._digesting = asyncio.Lock()
         #: Upstreams that just failed are not asked again for a while: during an outage,
         #: every page is served stale at once instead of after a failed attempt each.
@@ -253,20 +255,21 @@ class Mirror:
         head = await self._head(name)
         if head is None or not self._is_fresh(head[1]):
             return None
-        page = await self.store.read(StoreKey(f"{_STATES}/{name}.json"))
-        record = await self._load_local(name)
-        if page is None or record is None or record.generation != head[0]:
-            return None
-        listing = _renderable(page)
-        if listing is None:
-            return None
-        extra, entries = listing
-        key = (name, head[0], False, fmt)
-        if (rendered := self._rendered.get(key)) is not None:
-            return rendered
-        self.metrics.pages_rendered += 1
-        body = render_listing(name, extra, listed_files(entries, record), fmt)
-        return self._keep(key, RenderedPage.of(body, CONTENT_TYPES[fmt], encoding))
+        async with self._digesting:  # one page at a time: a warm install asks for 40 at once
+            key = (name, head[0], False, fmt)
+            if (rendered := self._rendered.get(key)) is not None:  # while this one waited
+                return rendered
+            page = await self.store.read(StoreKey(f"{_STATES}/{name}.json"))
+            record = await self._load_local(name)
+            if page is None or record is None or record.generation != head[0]:
+                return None
+            listing = _renderable(page)
+            if listing is None:
+                return None
+            extra, entries = listing
+            self.metrics.pages_rendered += 1
+            body = render_listing(name, extra, listed_files(entries, record), fmt)
+            return self._keep(key, RenderedPage.of(body, CONTENT_TYPES[fmt], encoding))
 
     def _is_fresh(self, fetched_at: float) -> bool:
         return time.time() - fetched_at < self.ttl and fetched_at >= self.fresh_after
@@ -310,13 +313,12 @@ class Mirror:
         head = self._heads.get(name)
         if head is not None:
             return head
-        page = await self.store.read(StoreKey(f"{_STATES}/{name}.json"))
-        if page is None:
+        start = await self.store.read_start(StoreKey(f"{_STATES}/{name}.json"), _PAGE_HEAD)
+        if start is None:
             return None
         try:
-            fetched_at = fetched_at_of(page)
-        except ValueError:  # a page stored before entries had a line each
-            del page
+            fetched_at = fetched_at_of(start)
+        except ValueError:  # a page stored before entries had a line each, or a head of a rare size
             state = await self._load(name)
             return None if state is None else (state.generation, state.fetched_at)
         record = await self._load_local(name)

@@ -246,12 +246,14 @@ def local_path_of(url: str, filename: str) -> str:
 
 
 def fetched_at_of(page: bytes) -> float:
-    """When a stored page was fetched, from its first line alone.
+    """When a stored page was fetched, from its first line alone (``page`` may stop after it).
 
-    :raises ValueError: the page is not stored one entry per line (an older format): parse it whole.
+    :raises ValueError: the page is not stored one entry per line (an older format), or ``page``
+        stops before its first line ends: parse it whole.
     """
-    first = page[: page.find(b"\n")]
-    if not page.startswith(_LINES_PREFIX) or not first.endswith(b'"files":['):
+    end = page.find(b"\n")
+    first = page[:end]
+    if end == -1 or not page.startswith(_LINES_PREFIX) or not first.endswith(b'"files":['):
         raise ValueError("not a page stored one entry per line")
     return float(json.loads(first + b"]}")["fetched_at"])
 

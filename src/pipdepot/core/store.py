@@ -47,6 +47,9 @@ class Store(Protocol):
     async def read(self, key: StoreKey) -> bytes | None:
         """The whole (small) file at ``key``, or ``None``."""
 
+    async def read_start(self, key: StoreKey, size: int) -> bytes | None:
+        """The first ``size`` bytes of the file at ``key`` (all of it if shorter), or ``None``."""
+
     async def put(self, key: StoreKey, source: Path | bytes, *, sha256: str | None = None) -> StoredFile:
         """Store ``source`` at ``key`` atomically; with ``sha256``, only if it matches.
 

@@ -56,6 +56,13 @@ class FilesystemStore:
         except (FileNotFoundError, NotADirectoryError):
             return None
 
+    async def read_start(self, key: StoreKey, size: int) -> bytes | None:
+        """The first ``size`` bytes of the file at ``key``, or ``None``."""
+        try:
+            return await asyncio.to_thread(_read_start, self._path(key), size)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     async def put(self, key: StoreKey, source: Path | bytes, *, sha256: str | None = None) -> StoredFile:
         """Store atomically; verify ``sha256`` first when given."""
         return await asyncio.to_thread(self._put, key, source, sha256)
@@ -103,3 +110,8 @@ class FilesystemStore:
     def spool_directory(self) -> Path:
         """Temporary files live inside the mirror, so finishing a download is a rename."""
         return self._spool
+
+
+def _read_start(path: Path, size: int) -> bytes:
+    with path.open("rb") as stream:
+        return stream.read(size)
