@@ -257,6 +257,9 @@ def test_one_entry_is_read_from_its_line_of_the_stored_page() -> None:
     assert entry_in_page(page, "x-3.0-py3-none-any.whl") is None
     assert entry_in_page(page, "x-2.0") is None  # a prefix of a filename is not that file
     assert fetched_at_of(page) == 12.5
+    assert fetched_at_of(page[: page.find(b"\n") + 1]) == 12.5  # the first line is enough
+    with pytest.raises(ValueError, match="one entry per line"):
+        fetched_at_of(page[:20])  # a start that stops inside the first line: the caller parses it whole
     lines = page.split(b"\n")
     assert len(lines) == len(state.files) + 2  # the head, one line per file, the close
 
