@@ -87,8 +87,9 @@ _PARTIAL_LIMIT = 1024 * 1024
 #: Files of parsed project states kept in memory (about 1 KiB each). Warm pages, cached files and
 #: uncached files' entries need no parsed state, so few are kept: they cost RSS, not time.
 _STATE_FILES = 3_000
-#: Bytes read to find a stored page's first line (its head); a longer head is read whole.
-_PAGE_HEAD = 256 * 1024
+#: Bytes read, in turn, to find a stored page's first line (its head: a few KiB, more with thousands
+#: of versions); a longer one is parsed with the page.
+_PAGE_HEAD_READS = (16 * 1024, 256 * 1024)
 #: Local records kept in memory (a few entries each).
 _RECORDS = 4096
 
@@ -313,12 +314,16 @@ class Mirror:
         head = self._heads.get(name)
         if head is not None:
             return head
-        start = await self.store.read_start(StoreKey(f"{_STATES}/{name}.json"), _PAGE_HEAD)
-        if start is None:
-            return None
-        try:
-            fetched_at = fetched_at_of(start)
-        except ValueError:  # a page stored before entries had a line each, or a head of a rare size
+        fetched_at = None
+        for size in _PAGE_HEAD_READS:  # a warm install asks for 40 pages at once: small reads first
+            start = await self.store.read_start(StoreKey(f"{_STATES}/{name}.json"), size)
+            if start is None:
+                return None
+            with contextlib.suppress(ValueError):
+                fetched_at = fetched_at_of(start)
+            if fetched_at is not None or len(start) < size:
+                break
+        if fetched_at is None:  # a page stored before entries had a line each, or a head of a rare size
             state = await self._load(name)
             return None if state is None else (state.generation, state.fetched_at)
         record = await self._load_local(name)
