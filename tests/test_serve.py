@@ -666,7 +666,7 @@ def test_an_uncached_file_is_found_from_its_line_of_the_stored_page(
     try:
         status, headers, body = get(url.replace(json_depot.url, again.url))
         assert (status, headers["X-Pipdepot-Cache"]) == (200, "miss")
-        assert body == (json_upstream.projects["gamma"][1].path.read_bytes())
+        assert body == json_upstream.projects["gamma"][1].path.read_bytes()
         assert json_upstream.hits["/simple/gamma/"] == pages_before  # no refresh: the line sufficed
         assert "unreadable" not in again.log_text()
     finally:
