@@ -1,7 +1,9 @@
 """Talking to upstream indexes: project pages (conditional) and file streams.
 
-Every failure to get an answer (refused, timeout, 5xx, garbage) becomes
-:class:`UpstreamError`; a 404 or 410 is an answer, "no such project here".
+Every failure to get an answer (refused, timeout, 5xx, a page too large) becomes
+:class:`UpstreamError`; a 404 or 410 is an answer, "no such project here". A page comes back
+unparsed, in a spool file: the mirror parses it, and turns a page that is not one into an
+:class:`UpstreamError` too.
 """
 
 from __future__ import annotations
