@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -84,23 +83,28 @@ def warm_cell(entry: Json | None) -> str:
     """Median of the warm runs, and the runs."""
     if not entry or "warm_runs" not in entry:
         return DASH
-    runs = ", ".join(f"{r['seconds']:.1f}" + ("" if r["rc"] == 0 else "✗") for r in entry["warm_runs"])
+    runs = runs_cell(entry["warm_runs"])
     median = entry.get("warm_median")
     return (f"**{median:.1f} s**" if median is not None else "**FAILED**") + f" ({runs})"
 
 
+def runs_cell(runs: list[Json] | None) -> str:
+    """The runs' seconds, a failed one marked."""
+    return ", ".join(f"{r['seconds']:.1f}" + ("" if r["rc"] == 0 else "✗") for r in runs or [])
+
+
+def cold_cell(entry: Json | None) -> str:
+    """A cold install: the median of its rounds and the rounds, or the single run."""
+    if not entry or "cold" not in entry:
+        return DASH
+    runs = entry.get("cold_runs")
+    return install_cell(entry["cold"]) + (f" ({runs_cell(runs)})" if runs and len(runs) > 1 else "")
+
+
 def direct_seconds(installs: Json, client: str) -> float | None:
-    """PyPI direct: the mean of the successful runs at the start and the end."""
-    runs = [dig(installs, "direct", when, client) for when in ("start", "end")]
-    ok = [r["seconds"] for r in runs if r and r.get("rc") == 0]
-    return statistics.mean(ok) if ok else None
-
-
-def direct_cell(installs: Json, client: str) -> str:
-    """PyPI direct: the mean, and the runs at the start and the end of the part (upstream drifts)."""
-    runs = [dig(installs, "direct", when, client) for when in ("start", "end")]
-    shown = ", ".join(install_cell(r).removesuffix(" s") for r in runs if r)
-    return f"{num(direct_seconds(installs, client), 1, ' s')} (start, end: {shown})"
+    """PyPI direct: the median of its cold rounds, if they all succeeded."""
+    cold = dig(installs, "direct", client, "cold")
+    return cold["seconds"] if cold and cold.get("rc") == 0 else None
 
 
 def peak_rss(parts: dict[str, Json], kind: str) -> float | None:
@@ -156,9 +160,7 @@ def summary(parts: dict[str, Json]) -> str:  # noqa: C901 (one row per metric)
     for client in ("pip", "uv"):
         row(
             f"{client} install, cold (empty mirror)",
-            lambda k, c=client: (
-                direct_cell(installs, c) if k == "direct" else install_cell(dig(installs, k, c, "cold"))
-            ),
+            lambda k, c=client: cold_cell(dig(installs, k, c)),
         )
         row(
             f"{client} install, warm (median of runs)",
@@ -274,15 +276,16 @@ def targets(parts: dict[str, Json]) -> str:  # noqa: C901 (one target per block)
     for client in ("pip", "uv"):
         pd = dig(installs, "pipdepot", client, "warm_median")
         ng = dig(installs, "nginx", client, "warm_median")
+        paired = dig(installs, "pipdepot", client, "vs_nginx")
         peers = [dig(installs, p, client, "warm_median") for p in ("devpi", "proxpi")]
         ok = None
-        if pd is not None and ng is not None:
-            ok = pd <= ng * 1.05 and all(p is None or pd < p for p in peers)
+        if pd is not None and paired and paired["median"] is not None:
+            ok = paired["median"] <= 1.05 and all(p is None or pd < p for p in peers)
         rows.append(
             [
-                f"warm {client} within 5% of nginx, faster than devpi and proxpi",
+                f"warm {client} within 5% of nginx (paired rounds), faster than devpi and proxpi",
                 (
-                    f"pipdepot {num(pd)} s, nginx {num(ng)} s ({_ratio(pd, ng)}); devpi {num(peers[0])} s,"
+                    f"pipdepot {num(pd)} s, nginx {num(ng)} s; {_paired(paired)}; devpi {num(peers[0])} s,"
                     f" proxpi {num(peers[1])} s"
                 ),
                 verdict(ok),
@@ -291,11 +294,12 @@ def targets(parts: dict[str, Json]) -> str:  # noqa: C901 (one target per block)
     for client in ("pip", "uv"):
         same = dig(installs, "pipdepot", client, "same_tree", "warm_median")
         ng = dig(installs, "nginx", client, "warm_median")
+        paired = dig(installs, "pipdepot", client, "same_tree", "vs_nginx")
         rows.append(
             [
                 f"like for like: warm {client} within 5% of nginx, both serving the tree's local-only pages",
-                f"pipdepot --offline {num(same)} s, nginx {num(ng)} s ({_ratio(same, ng)})",
-                verdict(None if same is None or ng is None else same <= ng * 1.05),
+                f"pipdepot --offline {num(same)} s, nginx {num(ng)} s; {_paired(paired)}",
+                verdict(None if not paired or paired["median"] is None else paired["median"] <= 1.05),
             ]
         )
     lat = dig(installs, "pipdepot", "uv", "page_latency", "sum_ms")
@@ -308,16 +312,16 @@ def targets(parts: dict[str, Json]) -> str:  # noqa: C901 (one target per block)
     )
     for client in ("pip", "uv"):
         cold = dig(installs, "pipdepot", client, "cold")
-        direct = direct_seconds(installs, client)
+        paired = dig(installs, "pipdepot", client, "vs_direct")
         ok = None
-        if cold and direct:
-            ok = cold["rc"] == 0 and cold["seconds"] <= direct * 1.10
+        if cold and paired:
+            ok = cold["rc"] == 0 and paired["median"] is not None and paired["median"] <= 1.10
         rows.append(
             [
-                f"cold {client} within 10% of PyPI direct",
+                f"cold {client} within 10% of PyPI direct (paired rounds)",
                 (
-                    f"pipdepot {install_cell(cold)}, direct {num(direct)} s"
-                    f" ({_ratio(cold['seconds'] if cold else None, direct)})"
+                    f"pipdepot {install_cell(cold)}, direct {num(direct_seconds(installs, client))} s;"
+                    f" {_paired(paired)}"
                 ),
                 verdict(ok),
             ]
@@ -379,6 +383,15 @@ def targets(parts: dict[str, Json]) -> str:  # noqa: C901 (one target per block)
                 ]
             )
     return table(["target (issue 5)", "this run", "verdict"], rows)
+
+
+def _paired(paired: Json | None) -> str:
+    """The median of the per-round ratios, and the ratios."""
+    if not paired or not paired.get("runs"):
+        return "no paired rounds"
+    runs = ", ".join(f"{r:.2f}" for r in paired["runs"])
+    median = paired.get("median")
+    return f"paired ratio {num(median, 2)}x ({runs})" if median is not None else f"ratios {runs}"
 
 
 def _ratio(value: float | None, reference: float | None) -> str:

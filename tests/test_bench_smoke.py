@@ -129,6 +129,7 @@ def test_bench_smoke_run(tmp_path: Path, upstream: FakeUpstream) -> None:
     installs = read(results, "installs")["results"]["pipdepot"]
     for client in ("pip", "uv"):
         assert installs[client]["cold"]["rc"] == 0, installs[client]["cold"]
+        assert len(installs[client]["cold_runs"]) == 1  # --smoke: one round
         assert installs[client]["warm_median"] > 0
         assert installs[client]["same_tree"]["warm_median"] > 0  # --offline: the pages nginx serves
     assert installs["uv"]["page_latency"]["pages"] == 2

@@ -1,15 +1,27 @@
 """The installs part: pip and uv installing the requirement set, cold and warm, through each contender.
 
 This is the number a user feels. Cold is a fresh server with an empty cache (the first build); warm
-is the median of ``--repeats`` installs once the cache holds everything (every later build). nginx
-serves pipdepot's warm tree, so it has warm runs only. PyPI direct is measured at the start and at
-the end of the part, so a change in the network during the run shows. The page latency isolates
-the index's share of a warm install from the downloads. pipdepot is also measured serving the same
-local-only pages as nginx (``--offline`` over its warm directory): the like-for-like pairing.
+is an install once the cache holds everything (every later build). nginx serves pipdepot's warm
+tree, so it has warm runs only; PyPI direct has cold runs only. pipdepot is also measured serving
+the same local-only pages as nginx (``--offline`` over the very tree nginx serves): the like-for-like
+pairing. The page latency isolates the index's share of a warm install from the downloads.
+
+The runs are interleaved, not taken contender after contender: this machine drifts between fast and
+slow phases over minutes (nginx's own warm uv runs ranged 1.0-3.7 s), which made a ratio of two
+blocks taken minutes apart mostly a measure of the drift. So, per client:
+
+- cold rounds: PyPI direct and pipdepot (a fresh server on an empty data dir each round) side by
+  side, the order alternating; devpi and proxpi once each (they take 20-30 s);
+- warm rounds: every warm server up at once, one install through each per round, the order rotated
+  each round. pipdepot's warm server is the one its last cold round filled.
+
+Each pipdepot run is compared with its partner in the same round (``vs_nginx``, ``vs_direct``), and
+the targets read the median of those paired ratios.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import shutil
 import statistics
@@ -18,79 +30,198 @@ import urllib.parse
 from typing import TYPE_CHECKING
 
 from clients import install
+from common import log
 from contenders import devpi_init, make_server
+from server import kill_leftovers
 from warm import ensure_warm
 from web import PIP_ACCEPT
 
-from parts import attempt
-
 #: The encodings uv takes (servers without zstd answer gzip).
 UV_ENCODINGS = "gzip, zstd"
+#: The like-for-like pairing's key among the warm servers: pipdepot --offline over nginx's tree.
+SAME_TREE = "pipdepot-same-tree"
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from common import Json
     from config import Bench
+    from server import Server
 
 
 def part_installs(b: Bench) -> Json:
-    """pip and uv, cold and warm, per contender; PyPI direct (cold only) at the start and the end."""
-    out: Json = {}
-    direct = "direct" in b.contenders
-    if direct:
-        out["direct"] = {
-            "start": {"pip": install(b, "pip", None), "uv": install(b, "uv", None)},
-            "page_latency": page_latency(b, b.upstream_simple()),
-        }
-    for kind in b.contenders:
-        if kind != "direct":
-            out[kind] = {}
-            for client in ("pip", "uv"):
-                attempt(out[kind], client, lambda k=kind, c=client: installs_through(b, k, c))
-    if direct:
-        out["direct"]["end"] = {"pip": install(b, "pip", None), "uv": install(b, "uv", None)}
+    """Per client: cold rounds (direct and pipdepot paired), then interleaved warm rounds."""
+    out: Json = {kind: {} for kind in b.contenders}
+    for client in ("pip", "uv"):
+        try:
+            client_rounds(b, client, out)
+        except Exception as exc:  # noqa: BLE001 (the other client's rounds still count)
+            log(f"{client} rounds failed: {exc!r}")
+            for kind in b.contenders:
+                out[kind].setdefault(client, {}).setdefault("error", repr(exc))
+        finally:
+            kill_leftovers()
+    if "direct" in out:
+        out["direct"]["page_latency"] = page_latency(b, b.upstream_simple())
     return out
 
 
-def installs_through(b: Bench, kind: str, client: str) -> Json:
-    """Cold then warm installs with one client through a fresh instance of a contender."""
-    entry: Json = {}
-    if kind == "nginx":
-        data = ensure_warm(b, "pipdepot")
-    else:
-        data = b.data(f"{kind}-{client}")
-        shutil.rmtree(data, ignore_errors=True)
-        if kind == "devpi":
-            entry["init_s"] = devpi_init(b, data)
-    with make_server(b, kind, data, tag=f"-{client}").start() as server:
-        entry["ready_s"] = server.ready_s
-        index = server.base + server.index
-        if kind != "nginx":
-            entry["cold"] = install(b, client, index)
-        entry["warm_runs"] = [install(b, client, index) for _ in range(b.repeats)]
-        ok = [r["seconds"] for r in entry["warm_runs"] if r["rc"] == 0]
-        entry["warm_median"] = statistics.median(ok) if len(ok) == len(entry["warm_runs"]) else None
+def client_rounds(b: Bench, client: str, out: Json) -> None:
+    """Fill ``out[kind][client]`` for every contender; every server this starts is stopped at the end."""
+    entries: Json = {kind: {} for kind in b.contenders}
+    for kind, entry in entries.items():
+        out[kind][client] = entry
+    with contextlib.ExitStack() as stack:
+        warm = cold_servers(b, client, entries, stack)
+        if "nginx" in entries or "pipdepot" in entries:
+            warm |= tree_servers(b, client, entries, stack)
+        warm_rounds(b, client, warm)
         if client == "uv":
-            entry["page_latency"] = page_latency(b, index)
-    entry["rss"] = server.rss
-    if kind == "pipdepot":
-        entry["same_tree"] = same_tree_installs(b, data, client)
-    return entry
+            for kind, (server, entry) in warm.items():
+                if kind != SAME_TREE:
+                    entry["page_latency"] = page_latency(b, server.base + server.index)
+    for server, entry in warm.values():
+        entry["rss"] = server.rss
+    pair(entries)
 
 
-def same_tree_installs(b: Bench, data: Path, client: str) -> Json:
-    """Warm installs through pipdepot serving the pages nginx serves: the local files only (``--offline``).
+def cold_servers(
+    b: Bench, client: str, entries: Json, stack: contextlib.ExitStack
+) -> dict[str, tuple[Server, Json]]:
+    """The cold installs of every contender that has them; their servers, filled, for the warm rounds."""
+    warm: dict[str, tuple[Server, Json]] = {}
+    if "pipdepot" in entries or "direct" in entries:
+        server = cold_rounds(b, client, entries, stack)
+        if server is not None:
+            warm["pipdepot"] = (server, entries["pipdepot"])
+    for kind in ("devpi", "proxpi"):
+        if kind in entries:
+            server = start_cold(b, kind, client, entries[kind], stack)
+            if server is not None:
+                entries[kind]["cold"] = install(b, client, server.base + server.index)
+                warm[kind] = (server, entries[kind])
+    return warm
 
-    Online, pipdepot serves upstream's whole pages (4,415 files for numpy) that the
-    client must parse; nginx serves the static tree, which lists the cached files only.
-    This is the like-for-like pairing with nginx over the same directory.
+
+def tree_servers(
+    b: Bench, client: str, entries: Json, stack: contextlib.ExitStack
+) -> dict[str, tuple[Server, Json]]:
+    """nginx and pipdepot ``--offline`` over the same warm tree."""
+    tree = ensure_warm(b, "pipdepot")
+    warm: dict[str, tuple[Server, Json]] = {}
+    if "pipdepot" in entries:
+        same: Json = {}
+        entries["pipdepot"]["same_tree"] = same
+        server = start(b, "pipdepot", tree, same, stack, mode="offline", tag=f"-{client}-same-tree")
+        if server is not None:
+            warm[SAME_TREE] = (server, same)
+    if "nginx" in entries:
+        server = start(b, "nginx", tree, entries["nginx"], stack, tag=f"-{client}")
+        if server is not None:
+            warm["nginx"] = (server, entries["nginx"])
+    return warm
+
+
+def start(
+    b: Bench, kind: str, data: Path, entry: Json, stack: contextlib.ExitStack, **how: str
+) -> Server | None:
+    """A running server kept until the client's rounds end, or None with the error in ``entry``."""
+    try:
+        server = stack.enter_context(make_server(b, kind, data, **how).start())
+    except Exception as exc:  # noqa: BLE001 (one contender failing must not lose the others' numbers)
+        log(f"{kind} did not start: {exc!r}")
+        entry["error"] = repr(exc)
+        return None
+    entry["ready_s"] = server.ready_s
+    return server
+
+
+def start_cold(b: Bench, kind: str, client: str, entry: Json, stack: contextlib.ExitStack) -> Server | None:
+    """A contender's server on an empty data dir of its own."""
+    data = b.data(f"{kind}-{client}")
+    shutil.rmtree(data, ignore_errors=True)
+    if kind == "devpi":
+        entry["init_s"] = devpi_init(b, data)
+    return start(b, kind, data, entry, stack, tag=f"-{client}")
+
+
+def cold_rounds(b: Bench, client: str, entries: Json, stack: contextlib.ExitStack) -> Server | None:
+    """PyPI direct and pipdepot-from-empty side by side, ``repeats`` times; the last pipdepot is kept.
+
+    Each pipdepot round starts a fresh server on an empty data dir; all but the last are stopped
+    after their install (their peak RSS kept), the last one goes on to the warm rounds.
     """
-    with make_server(b, "pipdepot", data, mode="offline", tag=f"-{client}-same-tree").start() as server:
-        index = server.base + server.index
-        runs = [install(b, client, index) for _ in range(b.repeats)]
-    ok = [r["seconds"] for r in runs if r["rc"] == 0]
-    return {"warm_runs": runs, "warm_median": statistics.median(ok) if len(ok) == len(runs) else None}
+    kinds = [k for k in ("direct", "pipdepot") if k in entries]
+    for kind in kinds:
+        entries[kind]["cold_runs"] = []
+    kept: Server | None = None
+    for round_ in range(b.repeats):
+        for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
+            if kind == "direct":
+                entries[kind]["cold_runs"].append(install(b, client, None))
+                continue
+            last = round_ == b.repeats - 1
+            with contextlib.ExitStack() as this_round:
+                server = start_cold(b, kind, client, entries[kind], stack if last else this_round)
+                if server is None:
+                    return None
+                entries[kind]["cold_runs"].append(install(b, client, server.base + server.index))
+            if last:
+                kept = server
+            else:
+                entries[kind].setdefault("cold_rss", []).append(server.rss)
+    for kind in kinds:
+        entries[kind]["cold"] = summarize(entries[kind]["cold_runs"])
+    return kept
+
+
+def warm_rounds(b: Bench, client: str, warm: dict[str, tuple[Server, Json]]) -> None:
+    """One install through every warm server per round, the order rotated each round."""
+    order = list(warm)
+    for entry in (entry for _, entry in warm.values()):
+        entry["warm_runs"] = []
+    for round_ in range(b.repeats):
+        shift = round_ % len(order) if order else 0
+        for kind in order[shift:] + order[:shift]:
+            server, entry = warm[kind]
+            entry["warm_runs"].append(install(b, client, server.base + server.index))
+    for _, entry in warm.values():
+        ok = [r["seconds"] for r in entry["warm_runs"] if r["rc"] == 0]
+        entry["warm_median"] = statistics.median(ok) if ok and len(ok) == len(entry["warm_runs"]) else None
+
+
+def summarize(runs: list[Json]) -> Json:
+    """Several runs as one: the median seconds, failed if any run failed (with the first error)."""
+    failed = [r for r in runs if r["rc"] != 0]
+    summary: Json = {
+        "rc": failed[0]["rc"] if failed else 0,
+        "seconds": statistics.median(r["seconds"] for r in runs),
+    }
+    if failed:
+        summary["error"] = failed[0].get("error", "")
+    return summary
+
+
+def pair(entries: Json) -> None:
+    """pipdepot's runs over their partners' of the same round: the ratios the targets read."""
+    pd = entries.get("pipdepot")
+    if not pd:
+        return
+    partners = (
+        (pd, "warm_runs", entries.get("nginx"), "warm_runs", "vs_nginx"),
+        (pd.get("same_tree"), "warm_runs", entries.get("nginx"), "warm_runs", "vs_nginx"),
+        (pd, "cold_runs", entries.get("direct"), "cold_runs", "vs_direct"),
+    )
+    for mine, runs, theirs, their_runs, key in partners:
+        if not mine or not theirs or runs not in mine or their_runs not in theirs:
+            continue
+        ratios = [
+            round(a["seconds"] / z["seconds"], 3)
+            for a, z in zip(mine[runs], theirs[their_runs], strict=False)
+            if a["rc"] == 0 and z["rc"] == 0
+        ]
+        complete = len(ratios) == len(mine[runs]) == len(theirs[their_runs])
+        mine[key] = {"runs": ratios, "median": statistics.median(ratios) if complete and ratios else None}
 
 
 def page_latency(b: Bench, index: str) -> Json:
@@ -107,13 +238,13 @@ def page_latency(b: Bench, index: str) -> Json:
     statuses: set[int] = set()
     try:
         for name in b.names:
-            start = time.perf_counter()
+            begin = time.perf_counter()
             conn.request(
                 "GET", f"{parts.path}{name}/", headers={"Accept": PIP_ACCEPT, "Accept-Encoding": UV_ENCODINGS}
             )
             response = conn.getresponse()
             response.read()
-            times[name] = round((time.perf_counter() - start) * 1000, 2)
+            times[name] = round((time.perf_counter() - begin) * 1000, 2)
             statuses.add(response.status)
     finally:
         conn.close()
