@@ -720,3 +720,38 @@ def test_a_page_rendered_from_its_stored_lines_is_the_page_rendered_from_its_sta
         assert json_upstream.hits["/simple/gamma/"] == pages_before  # nothing was parsed whole, or fetched
     finally:
         again.stop()
+
+
+def test_a_page_too_large_to_keep_is_served_from_its_stored_lines(tmp_path: Path, dist_dir: Path) -> None:
+    """A page over the memory's budget of parsed entries is saved, dropped, and rendered line by line.
+
+    3,001 sdists (never downloaded) and one real wheel: both formats list every file, the same
+    ones; each is rendered once; pip installs the wheel from it; upstream is asked once.
+    """
+    upstream = make_upstream(dist_dir)
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    for patch in range(3001):
+        sdist = listed / f"big-0.0.{patch}.tar.gz"
+        sdist.write_bytes(b"listed, never fetched %d" % patch)
+        upstream.add(sdist)
+    wheel = upstream.add(build_wheel(tmp_path / "wheels", "big", "9.0"))
+    depot = start_depot(tmp_path, "--upstream", upstream.url)
+    try:
+        status, _, body = get(f"{depot.index}big/", {"Accept": JSON})
+        assert status == 200
+        files = json.loads(body)["files"]
+        assert len(files) == 3002
+        html_page = ProjectPage.from_html("big", get(f"{depot.index}big/", {"Accept": HTML})[2])
+        assert [p.filename for p in html_page.packages] == [f["filename"] for f in files]
+        python = fresh_venv(tmp_path / "venv")
+        pip_install(python, depot.index, "big==9.0")
+        assert installed(python, "big") == "9.0"
+        metrics = json.loads(get(f"{depot.url}/+status")[2])["metrics"]
+        assert metrics["pages_rendered"] >= 2  # JSON and HTML; pip's own request may be a third
+        assert metrics["parsed_entries_held"] == 0  # the page was not kept parsed
+        assert upstream.hits["/simple/big/"] == 1
+        assert upstream.hits[wheel.url_path] == 1
+    finally:
+        depot.stop()
+        upstream.stop()

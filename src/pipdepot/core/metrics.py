@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass
 __all__ = ["Metrics"]
 
 
+_GAUGES = frozenset({"cached_projects", "cached_files", "parsed_entries_held"})
+
+
 def __dir__() -> list[str]:
     return __all__
 
@@ -26,6 +29,8 @@ class Metrics:
     pages_rendered: int = 0
     cached_projects: int = 0
     cached_files: int = 0
+    #: File entries of parsed upstream pages held in memory (bounded; most pages are served without).
+    parsed_entries_held: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """Every counter by name."""
@@ -35,7 +40,7 @@ class Metrics:
         """The Prometheus text exposition format."""
         lines = []
         for name, value in self.as_dict().items():
-            kind = "gauge" if name.startswith("cached_") else "counter"
+            kind = "gauge" if name in _GAUGES else "counter"
             metric = f"pipdepot_{name}" + ("_total" if kind == "counter" else "")
             lines += [f"# TYPE {metric} {kind}", f"{metric} {value}"]
         return "\n".join(lines) + "\n"

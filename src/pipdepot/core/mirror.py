@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import shutil
@@ -54,6 +55,7 @@ from pipdepot.core.project import (
     local_path_of,
     parse_upstream_page,
     project_of_path,
+    read_upstream_page,
     stored_listing,
 )
 from pipdepot.core.store import STATE_DIR, IntegrityError, StoreKey
@@ -62,6 +64,9 @@ from pipdepot.core.urls import redact_url
 from pipdepot.errors import UpstreamError
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from typing import IO
+
     from pipdepot.core.distribution import LocalDistribution
     from pipdepot.core.metrics import Metrics
     from pipdepot.core.names import NormalizedName
@@ -242,6 +247,13 @@ class Mirror:
                 self.metrics.hits += 1
                 return stored, "hit"
         result = await self.project(name)
+        if result is not None and not self.offline and _render_from_lines(result.state):
+            cache = result.cache
+            del result  # 15 MB of objects for a 15,000-file page: rendered from its stored lines instead
+            stored = await self._render_stored(name, fmt, encoding)
+            if stored is not None:
+                return stored, cache
+            result = await self.project(name)  # changed meanwhile, or not renderable line by line
         return None if result is None else (self.rendered(result, fmt, encoding), result.cache)
 
     async def _render_stored(
@@ -260,17 +272,39 @@ class Mirror:
             key = (name, head[0], False, fmt)
             if (rendered := self._rendered.get(key)) is not None:  # while this one waited
                 return rendered
-            page = await self.store.read(StoreKey(f"{_STATES}/{name}.json"))
             record = await self._load_local(name)
-            if page is None or record is None or record.generation != head[0]:
+            if record is None or record.generation != head[0]:
                 return None
-            listing = _renderable(page)
-            if listing is None:
-                return None
-            extra, entries = listing
-            self.metrics.pages_rendered += 1
-            body = render_listing(name, extra, listed_files(entries, record), fmt)
-            return self._keep(key, RenderedPage.of(body, CONTENT_TYPES[fmt], encoding))
+            async with self._stored_page(name) as page:
+                listing = _renderable(page) if page is not None else None
+                if listing is None:
+                    return None
+                extra, entries = listing
+                self.metrics.pages_rendered += 1
+                body = render_listing(name, extra, listed_files(entries, record), fmt)
+                return self._keep(key, RenderedPage.of(body, CONTENT_TYPES[fmt], encoding))
+
+    @contextlib.asynccontextmanager
+    async def _stored_page(self, name: NormalizedName) -> AsyncIterator[IO[bytes] | None]:
+        """Upstream's stored page as a stream: the open file, so its lines are read one at a time.
+
+        ``None``: no page stored. A store without local files gives the bytes, read whole.
+        """
+        key = StoreKey(f"{_STATES}/{name}.json")
+        path = self.store.local_path(key)
+        if path is None:
+            page = await self.store.read(key)
+            yield io.BytesIO(page) if page is not None else None
+            return
+        try:
+            stream = path.open("rb")
+        except (FileNotFoundError, NotADirectoryError):
+            stream = None
+        if stream is None:
+            yield None
+            return
+        with stream:
+            yield stream
 
     def _is_fresh(self, fetched_at: float) -> bool:
         return time.time() - fetched_at < self.ttl and fetched_at >= self.fresh_after
@@ -409,8 +443,8 @@ class Mirror:
                 return old
             try:
                 async with self._digesting:
-                    body = await asyncio.to_thread(answer.path.read_bytes)
                     try:
+                        body = await asyncio.to_thread(read_upstream_page, answer.path, answer.content_type)
                         new = parse_upstream_page(name, body, answer.content_type, answer.url, index)
                     except UnusablePage as exc:
                         raise UpstreamError(f"{redact_url(answer.url)}: {exc}") from exc
@@ -474,13 +508,10 @@ class Mirror:
         filename = path.rsplit("/", 1)[-1]
         if record is not None and any(entry["filename"] == filename for entry in record.added):
             return None  # upstream's file of that name is hidden by the added one
-        page = await self.store.read(StoreKey(f"{_STATES}/{name}.json"))
-        if page is None:
-            return None
         try:
-            entry = entry_in_page(page, filename)
+            async with self._stored_page(name) as page:
+                entry = await asyncio.to_thread(entry_in_page, page, filename) if page is not None else None
         except ValueError:  # a page stored before entries had a line each: parsed whole
-            del page
             state = await self._load(name)
             return state.file_by_path(path) if state is not None else None
         if entry is None or local_path_of(entry["url"], entry["filename"]) != path:
@@ -825,11 +856,13 @@ class Mirror:
             return None
 
     def _remember(self, state: ProjectState) -> None:
-        self._states[state.name] = state
         self._heads[state.name] = (state.generation, state.fetched_at)
+        self._states[state.name] = state
         self._states.move_to_end(state.name)
-        while len(self._states) > 1 and sum(len(s.files) for s in self._states.values()) > _STATE_FILES:
-            self._states.popitem(last=False)
+        held = sum(len(s.files) for s in self._states.values())
+        while held > _STATE_FILES:  # a state over the budget alone goes too: read from its lines when asked
+            held -= len(self._states.popitem(last=False)[1].files)
+        self.metrics.parsed_entries_held = held
 
     async def _save(self, state: ProjectState, *, page: bool = True) -> None:
         """Write the local record, and (``page``) upstream's page first.
@@ -852,7 +885,7 @@ class Mirror:
         return self._locks.setdefault(name, asyncio.Lock())
 
 
-def _renderable(page: bytes) -> tuple[dict[str, Any], Iterator[FileEntry]] | None:
+def _renderable(page: IO[bytes]) -> tuple[dict[str, Any], Iterator[FileEntry]] | None:
     """The stored page's ``extra`` and entries, if its head can be rendered before its files.
 
     That takes every file's size (the api-version) and upstream's ``versions``, as PyPI gives.
@@ -865,6 +898,22 @@ def _renderable(page: bytes) -> tuple[dict[str, Any], Iterator[FileEntry]] | Non
     if meta.get("all_sizes") and isinstance(extra, dict) and isinstance(extra.get("versions"), list):
         return (extra, entries) if extra["versions"] else None
     return None
+
+
+def _too_large_to_keep(state: ProjectState) -> bool:
+    """Whether the state alone is over the memory's budget of entries (it is then not kept)."""
+    return len(state.files) > _STATE_FILES
+
+
+def _render_from_lines(state: ProjectState) -> bool:
+    """Whether a fresh page is better rendered from its stored lines (see :func:`_renderable`)."""
+    versions = state.extra.get("versions")
+    return (
+        _too_large_to_keep(state)
+        and isinstance(versions, list)
+        and bool(versions)
+        and all("size" in entry for entry in state.files)
+    )
 
 
 def _key_of(entry: FileEntry) -> StoreKey:

@@ -9,6 +9,7 @@ serves it at, which keeps upstream's path (``/packages/...`` for PyPI).
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pipdepot.core.names import project_of_filename, version_of_filename
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from pipdepot.core.names import NormalizedName
 
@@ -34,6 +36,7 @@ __all__ = [
     "local_path_of",
     "parse_upstream_page",
     "project_of_path",
+    "read_upstream_page",
     "stored_listing",
     "versions_of",
 ]
@@ -96,7 +99,11 @@ class ProjectState:
         self._paths = self._by_path = self._versions = None
 
     def path_of(self, filename: str) -> str:
-        """Where the file is served (``/packages/...``), computed once per state for all files."""
+        """Where the file is served (``/packages/...``), computed once per state for all files.
+
+        For the operations that look files up by name; pages and the server compute each
+        entry's path as they go (:func:`local_path_of`), holding no dict of them all.
+        """
         if self._paths is None:
             self._paths = {e["filename"]: local_path_of(e["url"], e["filename"]) for e in self.files}
         return self._paths[filename]
@@ -104,7 +111,7 @@ class ProjectState:
     def file_by_path(self, path: str) -> FileEntry | None:
         """The entry served at ``path`` (``/packages/...``)."""
         if self._by_path is None:
-            self._by_path = {self.path_of(e["filename"]): e for e in self.files}
+            self._by_path = {local_path_of(e["url"], e["filename"]): e for e in self.files}
         return self._by_path.get(path)
 
     def versions(self) -> list[str]:
@@ -251,62 +258,81 @@ def fetched_at_of(page: bytes) -> float:
     :raises ValueError: the page is not stored one entry per line (an older format), or ``page``
         stops before its first line ends: parse it whole.
     """
-    end = page.find(b"\n")
-    first = page[:end]
-    if end == -1 or not page.startswith(_LINES_PREFIX) or not first.endswith(b'"files":['):
-        raise ValueError("not a page stored one entry per line")
-    return float(json.loads(first + b"]}")["fetched_at"])
+    return float(json.loads(_first_line(io.BytesIO(page)) + b"]}")["fetched_at"])
 
 
-def stored_listing(page: bytes) -> tuple[dict[str, Any], Iterator[FileEntry]]:
+def stored_listing(page: bytes | IO[bytes]) -> tuple[dict[str, Any], Iterator[FileEntry]]:
     """A stored page's head (its first line), and its file entries parsed one line at a time.
 
-    A page can then be rendered without 15 MB of objects for a 15,000-file project.
+    A page can then be rendered without 15 MB of objects for a 15,000-file project; from an
+    open file, without its 7 MB of bytes either.
 
     :raises ValueError: the page is not stored one entry per line (an older format).
     """
-    first = page.find(b"\n")
-    if not page.startswith(_LINES_PREFIX) or not page[:first].endswith(b'"files":['):
-        raise ValueError("not a page stored one entry per line")
-    head = json.loads(page[:first] + b"]}")
+    stream = io.BytesIO(page) if isinstance(page, bytes) else page
+    head = json.loads(_first_line(stream) + b"]}")
 
     def entries() -> Iterator[FileEntry]:
-        start = first + 1
-        while (end := page.find(b"\n", start)) != -1:
-            if end > start:  # a page of no files has an empty line
-                yield json.loads(page[start:end].removesuffix(b","))
-            start = end + 1
+        for line in stream:
+            if not line.endswith(b"\n"):  # the closing "]}"
+                return
+            if line != b"\n":  # a page of no files has an empty line
+                yield json.loads(line[:-1].removesuffix(b","))
 
     return head, entries()
 
 
-def entry_in_page(page: bytes, filename: str) -> FileEntry | None:
+def entry_in_page(page: bytes | IO[bytes], filename: str) -> FileEntry | None:
     """The entry of ``filename`` in a stored page, read from its line alone.
 
     :raises ValueError: the page is not stored one entry per line (an older format): parse it whole.
     """
-    if not page.startswith(_LINES_PREFIX):
-        raise ValueError("not a page stored one entry per line")
+    stream = io.BytesIO(page) if isinstance(page, bytes) else page
+    _first_line(stream)
     needle = b'"filename":' + json.dumps(filename).encode()
-    found = page.find(needle)
-    while found != -1:
-        start = page.rfind(b"\n", 0, found) + 1
-        end = page.find(b"\n", found)
-        entry = json.loads(page[start : end if end != -1 else len(page)].removesuffix(b","))
-        if isinstance(entry, dict) and entry.get("filename") == filename:
-            return entry
-        found = page.find(needle, found + 1)
+    for line in stream:
+        if needle in line:
+            entry = json.loads(line.rstrip(b"\n").removesuffix(b","))
+            if isinstance(entry, dict) and entry.get("filename") == filename:
+                return entry
     return None
 
 
+def _first_line(stream: IO[bytes]) -> bytes:
+    """A stored page's head line, without its newline.
+
+    :raises ValueError: the page is not stored one entry per line (an older format).
+    """
+    first = stream.readline()
+    if not first.startswith(_LINES_PREFIX) or not first.endswith(b'"files":[\n'):
+        raise ValueError("not a page stored one entry per line")
+    return first[:-1]
+
+
+def read_upstream_page(path: Path, content_type: str) -> bytes | str:
+    """A spooled upstream page's body, as :func:`parse_upstream_page` takes it with least memory.
+
+    JSON is read as text: ``json.loads`` on bytes decodes a second copy of a body that can be
+    6 MB (pydantic-core), held beside it while its 15 MB of objects are made.
+
+    :raises UnusablePage: a JSON body that is not UTF-8.
+    """
+    if _media_type(content_type) != JSON_TYPE:
+        return path.read_bytes()  # HTML: its charset is the parser's business
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnusablePage(f"a JSON page that is not UTF-8: {exc}") from exc
+
+
 def parse_upstream_page(
-    name: NormalizedName, body: bytes, content_type: str, page_url: str, upstream: str
+    name: NormalizedName, body: bytes | str, content_type: str, page_url: str, upstream: str
 ) -> ProjectState:
     """Turn upstream's project page (PEP 691 JSON or PEP 503 HTML) into a :class:`ProjectState`.
 
     :raises UnusablePage: the body is not a project page.
     """
-    media = content_type.split(";", 1)[0].strip().lower()
+    media = _media_type(content_type)
     if media == JSON_TYPE:
         files, extra = _from_json(body, page_url)
     elif media in {"text/html", "application/vnd.pypi.simple.v1+html"}:
@@ -318,7 +344,11 @@ def parse_upstream_page(
     return ProjectState(name=name, upstream=upstream, files=files, extra=extra, fetched_at=time.time())
 
 
-def _from_json(body: bytes, page_url: str) -> tuple[list[FileEntry], dict[str, Any]]:
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _from_json(body: bytes | str, page_url: str) -> tuple[list[FileEntry], dict[str, Any]]:
     try:
         data = json.loads(body)
         major = str(data["meta"]["api-version"]).split(".", 1)[0]
@@ -339,7 +369,9 @@ def _from_json(body: bytes, page_url: str) -> tuple[list[FileEntry], dict[str, A
     return files, extra
 
 
-def _from_html(name: NormalizedName, body: bytes, page_url: str) -> tuple[list[FileEntry], dict[str, Any]]:
+def _from_html(
+    name: NormalizedName, body: bytes | str, page_url: str
+) -> tuple[list[FileEntry], dict[str, Any]]:
     from pypi_simple import ProjectPage  # noqa: PLC0415 (bs4 is slow to import; HTML upstreams are rare)
 
     try:
