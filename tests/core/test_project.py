@@ -59,6 +59,14 @@ def test_file_paths_keep_upstreams_path(url: str, filename: str, path: str) -> N
         "https://evil/packages/a%00b/x-1.0.tar.gz",
         "https://evil/packages/a%5cb/x-1.0.tar.gz",
         "https://evil/packages/ab/other-1.0.tar.gz",
+        "https://evil/packages//x-1.0.tar.gz",  # the same rules without %-escapes (checked on the string)
+        "https://evil/packages/./x-1.0.tar.gz",
+        "https://evil/packages/../x-1.0.tar.gz",
+        "https://evil/.pipdepot/x-1.0.tar.gz",
+        "https://evil/packages/a\\b/x-1.0.tar.gz",
+        "https://evil/packages/a\0b/x-1.0.tar.gz",
+        "https://evil/x-1.0.tar.gz/",
+        "https://evil/",
     ],
 )
 def test_hostile_file_urls_are_refused(url: str) -> None:

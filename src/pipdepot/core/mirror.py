@@ -247,13 +247,6 @@ class Mirror:
                 self.metrics.hits += 1
                 return stored, "hit"
         result = await self.project(name)
-        if result is not None and not self.offline and _render_from_lines(result.state):
-            cache = result.cache
-            del result  # 15 MB of objects for a 15,000-file page: rendered from its stored lines instead
-            stored = await self._render_stored(name, fmt, encoding)
-            if stored is not None:
-                return stored, cache
-            result = await self.project(name)  # changed meanwhile, or not renderable line by line
         return None if result is None else (self.rendered(result, fmt, encoding), result.cache)
 
     async def _render_stored(
@@ -903,17 +896,6 @@ def _renderable(page: IO[bytes]) -> tuple[dict[str, Any], Iterator[FileEntry]] |
 def _too_large_to_keep(state: ProjectState) -> bool:
     """Whether the state alone is over the memory's budget of entries (it is then not kept)."""
     return len(state.files) > _STATE_FILES
-
-
-def _render_from_lines(state: ProjectState) -> bool:
-    """Whether a fresh page is better rendered from its stored lines (see :func:`_renderable`)."""
-    versions = state.extra.get("versions")
-    return (
-        _too_large_to_keep(state)
-        and isinstance(versions, list)
-        and bool(versions)
-        and all("size" in entry for entry in state.files)
-    )
 
 
 def _key_of(entry: FileEntry) -> StoreKey:

@@ -53,6 +53,7 @@ Encoding = Literal["zstd", "gzip"]
 _LARGE_PAGE = 256 * 1024
 #: Files rendered at a time: a large page is made in pieces, never whole.
 _BATCH = 256
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 _OFFERS: dict[str, Format] = {JSON_TYPE: "json", HTML_TYPE: "html", "text/html": "text/html"}
 _ALIASES = {
     "application/vnd.pypi.simple.latest+json": JSON_TYPE,
@@ -337,7 +338,7 @@ def _json(  # noqa: PLR0913 (the page's parts, each computed by the caller)
             item["url"] = path_of(entry)
             item.setdefault("hashes", {})
             served.append(item)
-        yield separator + json.dumps(served, separators=(",", ":"))[1:-1].encode()
+        yield separator + _COMPACT.encode(served)[1:-1].encode()
         separator = b","
     yield b"]}"
 
