@@ -18,8 +18,11 @@ if TYPE_CHECKING:
     from config import Bench
 
 
-def install(b: Bench, client: str, index: str | None) -> Json:
-    """One install of the set into a fresh venv, client cache off; venv creation not timed."""
+def install(b: Bench, client: str, index: str | None, *, under: list[str] | None = None) -> Json:
+    """One install of the set into a fresh venv, client cache off; venv creation not timed.
+
+    ``under``: a command the client runs under (a profiler), its arguments before the client's.
+    """
     venv = b.work / "venvs" / "target"
     shutil.rmtree(venv, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -31,7 +34,7 @@ def install(b: Bench, client: str, index: str | None) -> Json:
     else:
         argv = [str(b.uv()), "pip", "install", "--no-config", "--no-cache", "-q", "--python", python]
         argv += [*index_args, "-r", str(b.requirements)]
-    done = run(argv, timeout=900)
+    done = run([*(under or []), *argv], timeout=900)
     log(f"{client} install via {index or 'PyPI direct'}: rc={done['rc']} {done['seconds']} s")
     result = {"rc": done["rc"], "seconds": done["seconds"]}
     if done["rc"] != 0:

@@ -111,3 +111,13 @@ def peak_rss(pid: int) -> Json:
         "max_mib": round(max(values, default=0), 1),
         "processes": len(values),
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of the server's processes so far (nginx and gunicorn have workers)."""
+    ticks = 0
+    for each in process_tree(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,12 @@ def cold_cell(entry: Json | None) -> str:
     return install_cell(entry["cold"]) + (f" ({runs_cell(runs)})" if runs and len(runs) > 1 else "")
 
 
+def server_cpu_cell(entry: Json | None) -> str:
+    """The CPU seconds the server's processes used during a warm install: the median of the runs."""
+    used = [r["server_cpu_s"] for r in (entry or {}).get("warm_runs", []) if "server_cpu_s" in r]
+    return f"{statistics.median(used):.2f} s" if used else DASH
+
+
 def direct_seconds(installs: Json, client: str) -> float | None:
     """PyPI direct: the median of its cold rounds, if they all succeeded."""
     cold = dig(installs, "direct", client, "cold")
@@ -175,6 +182,12 @@ def summary(parts: dict[str, Json]) -> str:  # noqa: C901 (one row per metric)
                 if k == "nginx"
                 else DASH
             ),
+        )
+
+    for client in ("pip", "uv"):
+        row(
+            f"server CPU during a warm {client} install (median)",
+            lambda k, c=client: server_cpu_cell(dig(installs, k, c)),
         )
 
     def latency(k: str) -> str:
@@ -601,7 +614,31 @@ def _startup_offline(parts: dict[str, Json]) -> list[str]:
             "",
             table(["server", "client", "peak RSS MiB", "ready s"], rss_rows),
         ]
-    return out
+    return out + _client_profile(dig(installs, "pipdepot", "pip", "client_profile"))
+
+
+def _client_profile(profile: Json | None) -> list[str]:
+    """pip's time by phase in one warm install through pipdepot and one through nginx (py-spy)."""
+    if not profile or not all(dig(profile, k, "phases") for k in ("pipdepot", "nginx")):
+        return []
+    kinds = ("pipdepot", "nginx")
+
+    def seconds(kind: str, phase: str | None) -> str:
+        phases = profile[kind]["phases"]
+        samples = phases["total"] if phase is None else phases["samples"][phase]
+        return num(samples / phases["rate_hz"], 2)
+
+    rows = [["whole install (wall clock)", *(install_cell(dig(profile, k, "install")) for k in kinds)]]
+    busy = "pip's processes, busy samples (py-spy skips idle ones)"
+    rows.append([busy, *(seconds(k, None) + " s" for k in kinds)])
+    phases = profile["pipdepot"]["phases"]["samples"]
+    rows += [[phase, *(seconds(k, phase) + " s" for k in kinds)] for phase in phases]
+    return [
+        "",
+        "### pip during a warm install, under py-spy (200 Hz, with its subprocess)",
+        "",
+        table(["pip's phase (samples / 200)", "through pipdepot", "through nginx (pipdepot's tree)"], rows),
+    ]
 
 
 def _short_error(entry: Json) -> str:

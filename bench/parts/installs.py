@@ -30,11 +30,13 @@ import urllib.parse
 from typing import TYPE_CHECKING
 
 from clients import install
-from common import log
+from common import cpu_seconds, log
 from contenders import devpi_init, make_server
 from server import kill_leftovers
 from warm import ensure_warm
 from web import PIP_ACCEPT
+
+from parts.profiling import profile_pip_install
 
 #: The encodings uv takes (servers without zstd answer gzip).
 UV_ENCODINGS = "gzip, zstd"
@@ -76,6 +78,8 @@ def client_rounds(b: Bench, client: str, out: Json) -> None:
         if "nginx" in entries or "pipdepot" in entries:
             warm |= tree_servers(b, client, entries, stack)
         warm_rounds(b, client, warm)
+        if client == "pip" and b.profile:
+            profile_pip(b, warm, entries)
         if client == "uv":
             for kind, (server, entry) in warm.items():
                 if kind != SAME_TREE:
@@ -176,7 +180,11 @@ def cold_rounds(b: Bench, client: str, entries: Json, stack: contextlib.ExitStac
 
 
 def warm_rounds(b: Bench, client: str, warm: dict[str, tuple[Server, Json]]) -> None:
-    """One install through every warm server per round, the order rotated each round."""
+    """One install through every warm server per round, the order rotated each round.
+
+    Each run also records the CPU seconds the server's processes used during it: the server's
+    share of two CPUs it splits with the client.
+    """
     order = list(warm)
     for entry in (entry for _, entry in warm.values()):
         entry["warm_runs"] = []
@@ -184,10 +192,24 @@ def warm_rounds(b: Bench, client: str, warm: dict[str, tuple[Server, Json]]) -> 
         shift = round_ % len(order) if order else 0
         for kind in order[shift:] + order[:shift]:
             server, entry = warm[kind]
-            entry["warm_runs"].append(install(b, client, server.base + server.index))
+            before = cpu_seconds(server.process.pid) if server.process else 0.0
+            run = install(b, client, server.base + server.index)
+            if server.process:
+                run["server_cpu_s"] = round(cpu_seconds(server.process.pid) - before, 3)
+            entry["warm_runs"].append(run)
     for _, entry in warm.values():
         ok = [r["seconds"] for r in entry["warm_runs"] if r["rc"] == 0]
         entry["warm_median"] = statistics.median(ok) if ok and len(ok) == len(entry["warm_runs"]) else None
+
+
+def profile_pip(b: Bench, warm: dict[str, tuple[Server, Json]], entries: Json) -> None:
+    """One more warm pip install through pipdepot and through nginx, under py-spy: where a gap goes."""
+    if "pipdepot" not in warm or "nginx" not in warm:
+        return
+    entries["pipdepot"]["client_profile"] = {
+        kind: profile_pip_install(b, warm[kind][0].base + warm[kind][0].index, kind)
+        for kind in ("pipdepot", "nginx")
+    }
 
 
 def summarize(runs: list[Json]) -> Json:

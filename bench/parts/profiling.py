@@ -1,8 +1,9 @@
-"""py-spy over pipdepot while wrk loads its small page (``--profile``): where the time of a request goes.
+"""py-spy (``--profile``): over pipdepot while wrk loads its small page, and over pip installing.
 
-Sampled from outside the process (py-spy attaches by PID) so that the server runs exactly as in the
-measured load; the raw samples are kept under ``RESULTS/profiles/`` and the top self-time frames go
-into the pages results.
+The server is sampled from outside (py-spy attaches by PID), so it runs exactly as in the measured
+load; the top self-time frames go into the pages results. pip is sampled during one warm install
+through pipdepot and one through nginx, so the installs part can say where a gap between the two
+is spent: in the client or in the server. The raw samples are kept under ``RESULTS/profiles/``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import subprocess
 import time
 from typing import TYPE_CHECKING
 
+from clients import install
 from wrk import wrk
 
 if TYPE_CHECKING:
@@ -58,3 +60,42 @@ def top_frames(raw: Path, count: int = 20) -> list[tuple[str, float]]:
         own[frames[-1]] = own.get(frames[-1], 0) + n
     ranked = sorted(own.items(), key=lambda kv: -kv[1])[:count]
     return [(name, round(100 * n / max(total, 1), 1)) for name, n in ranked]
+
+
+#: pip's phases in a warm install, by the function that spans each (inclusive samples).
+PIP_PHASES = {
+    "index pages: fetch, parse and evaluate every file listed": "find_all_candidates",
+    "of which parsing the listed files into links": "parse_links",
+    "downloading the wheels": "_http_get",
+    "installing the wheels": "install_given_reqs",
+}
+
+
+def profile_pip_install(b: Bench, index: str, label: str) -> Json:
+    """One pip install under py-spy (its subprocesses too): the install, and samples per phase."""
+    py_spy = b.tools().parent / "py-spy"
+    target = b.results / "profiles"
+    target.mkdir(parents=True, exist_ok=True)
+    raw = target / f"pip-install-{label}.txt"
+    spy = [str(py_spy), "record", "--subprocesses", "--rate", "200", "--format", "raw"]
+    spy += ["--output", str(raw), "--"]
+    result: Json = {"install": install(b, "pip", index, under=spy), "raw": str(raw)}
+    if raw.exists():
+        result["phases"] = inclusive_samples(raw, PIP_PHASES)
+    return result
+
+
+def inclusive_samples(raw: Path, phases: dict[str, str]) -> Json:
+    """Samples whose stack holds each phase's function (at most once per stack), and all samples."""
+    counts = dict.fromkeys(phases, 0)
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not samples.isdigit():
+            continue
+        n = int(samples)
+        total += n
+        functions = {frame.split(" (", 1)[0].rsplit(".", 1)[-1] for frame in stack.split(";")}
+        for phase, function in phases.items():
+            counts[phase] += n * (function in functions)
+    return {"total": total, "rate_hz": 200, "samples": counts}
