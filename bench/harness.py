@@ -61,14 +61,17 @@ parts (default: all of them, in this order; then the report):
             upstream's own HTML/JSON of the same pages saved as static files (gzip_static and identity)
             and pipdepot's mirror tree. Also one cold render of the large page by pipdepot: the first
             request after an --offline restart, and in-process timings (ProjectState.from_json + render).
-  files     the large cached wheel: curl xN sequential (MB/s), wrk -c8, and HEAD/Range correctness
-            (Content-Length, Accept-Ranges, 206 with the right bytes, suffix range, 416 past the end).
+  files     the large cached wheel: curl xN sequential (MB/s; every server up, one download from each
+            in turn), wrk -c8, and HEAD/Range correctness (Content-Length, Accept-Ranges, 206 with the
+            right bytes, suffix range, 416 past the end).
   startup   spawn -> first 200 on the health URL with an empty data dir (x3), the first uncached pages,
             peak RSS (VmHWM summed over the server's processes). Every part records peak RSS too.
-  installs  pip and uv installs of bench/requirements.txt into fresh venvs, client cache off: cold (fresh
-            server, empty cache) and warm (median of --repeats) per contender; nginx serves pipdepot's
-            warm tree (warm only); PyPI direct (cold only) at the start and the end. Also the index part
-            of a warm install: the set's pages one after another, pip's Accept, gzip, keep-alive.
+  installs  pip and uv installs of bench/requirements.txt into fresh venvs, client cache off, in paired
+            rounds (--repeats of them): cold, PyPI direct and pipdepot on an empty data dir side by side
+            (devpi and proxpi once); warm, every server up and one install through each per round
+            (nginx and pipdepot --offline over pipdepot's warm tree), with the server's CPU seconds.
+            Targets read the median of per-round ratios. Also the index part of a warm install (the
+            set's pages one after another, keep-alive) and, with --profile, pip under py-spy.
   offline   after warming, restart with upstream unreachable (pipdepot: dead --upstream with --ttl 0,
             and --offline; devpi --offline-mode; proxpi a dead PROXPI_INDEX_URL); do pip and uv install?
   report    regenerate the tables in docs/BENCHMARKS.md and docs/benchmarks.png from the results
