@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from pipdepot.core import project
 from pipdepot.core.names import NormalizedName
 from pipdepot.core.pages import (
     RenderedPage,
@@ -270,6 +271,17 @@ def test_one_entry_is_read_from_its_line_of_the_stored_page() -> None:
         fetched_at_of(page[:20])  # a start that stops inside the first line: the caller parses it whole
     lines = page.split(b"\n")
     assert len(lines) == len(state.files) + 2  # the head, one line per file, the close
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1024 * 1024])
+def test_an_entry_is_found_whatever_block_its_line_spans(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    """The stored page is searched a block at a time, read from an open file: lines cross blocks."""
+    monkeypatch.setattr(project, "_SCAN_BLOCK", block)
+    state = _state_with_files()
+    page = _stored(state)
+    for entry in state.files:
+        assert entry_in_page(io.BytesIO(page), entry["filename"]) == entry
+    assert entry_in_page(io.BytesIO(page), "x-3.0-py3-none-any.whl") is None
 
 
 def test_an_older_page_is_said_to_need_a_whole_parse() -> None:

@@ -893,11 +893,6 @@ def _renderable(page: IO[bytes]) -> tuple[dict[str, Any], Iterator[FileEntry]] |
     return None
 
 
-def _too_large_to_keep(state: ProjectState) -> bool:
-    """Whether the state alone is over the memory's budget of entries (it is then not kept)."""
-    return len(state.files) > _STATE_FILES
-
-
 def _key_of(entry: FileEntry) -> StoreKey:
     return StoreKey(local_path_of(entry["url"], entry["filename"]).removeprefix("/"))
 
