@@ -159,6 +159,7 @@ def cold_rounds(b: Bench, client: str, entries: Json, stack: contextlib.ExitStac
     for kind in kinds:
         entries[kind]["cold_runs"] = []
     kept: Server | None = None
+    failed = False
     for round_ in range(b.repeats):
         for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
             if kind == "direct":
@@ -167,15 +168,19 @@ def cold_rounds(b: Bench, client: str, entries: Json, stack: contextlib.ExitStac
             last = round_ == b.repeats - 1
             with contextlib.ExitStack() as this_round:
                 server = start_cold(b, kind, client, entries[kind], stack if last else this_round)
-                if server is None:
-                    return None
+                if server is None:  # the error is in the entry; the runs so far still count
+                    failed = True
+                    break
                 entries[kind]["cold_runs"].append(install(b, client, server.base + server.index))
             if last:
                 kept = server
             else:
                 entries[kind].setdefault("cold_rss", []).append(server.rss)
+        if failed:
+            break
     for kind in kinds:
-        entries[kind]["cold"] = summarize(entries[kind]["cold_runs"])
+        if entries[kind]["cold_runs"]:
+            entries[kind]["cold"] = summarize(entries[kind]["cold_runs"])
     return kept
 
 
