@@ -16,6 +16,7 @@ from clients import install
 from wrk import wrk
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from common import Json
@@ -50,13 +51,8 @@ def top_frames(raw: Path, count: int = 20) -> list[tuple[str, float]]:
     """The functions with the most samples on top of the stack (self time), as a share of all samples."""
     own: dict[str, int] = {}
     total = 0
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, samples = line.rpartition(" ")
-        if not samples.isdigit():
-            continue
-        n = int(samples)
+    for frames, n in raw_stacks(raw):
         total += n
-        frames = stack.split(";")
         own[frames[-1]] = own.get(frames[-1], 0) + n
     ranked = sorted(own.items(), key=lambda kv: -kv[1])[:count]
     return [(name, round(100 * n / max(total, 1), 1)) for name, n in ranked]
@@ -89,13 +85,17 @@ def inclusive_samples(raw: Path, phases: dict[str, str]) -> Json:
     """Samples whose stack holds each phase's function (at most once per stack), and all samples."""
     counts = dict.fromkeys(phases, 0)
     total = 0
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, samples = line.rpartition(" ")
-        if not samples.isdigit():
-            continue
-        n = int(samples)
+    for frames, n in raw_stacks(raw):
         total += n
-        functions = {frame.split(" (", 1)[0].rsplit(".", 1)[-1] for frame in stack.split(";")}
+        functions = {frame.split(" (", 1)[0].rsplit(".", 1)[-1] for frame in frames}
         for phase, function in phases.items():
             counts[phase] += n * (function in functions)
     return {"total": total, "rate_hz": 200, "samples": counts}
+
+
+def raw_stacks(raw: Path) -> Iterator[tuple[list[str], int]]:
+    """py-spy's raw format: each distinct stack (outermost frame first) and its sample count."""
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if samples.isdigit():
+            yield stack.split(";"), int(samples)
