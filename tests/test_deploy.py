@@ -70,6 +70,14 @@ def test_both_units_pass_systemd_analyze_verify(tmp_path: Path, run_pipdepot: Pi
             env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
         )
         assert (result.returncode, result.stdout + result.stderr) == (0, ""), unit
+    sysroot = tmp_path / "sysroot"
+    (sysroot / "etc").mkdir(parents=True)
+    subprocess.run(
+        ["systemd-sysusers", f"--root={sysroot}", str(tmp_path / "system" / "pipdepot.sysusers.conf")],
+        check=True,
+        capture_output=True,
+    )
+    assert (sysroot / "etc" / "passwd").read_text().startswith("pipdepot:x:")  # the unit's User= exists
     bad = (tmp_path / "system" / "pipdepot.service").read_text().replace("Type=notify", "Type=notifyy")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "pipdepot.service").write_text(bad)

@@ -361,7 +361,7 @@ def serve_command(**options: Any) -> None:
 @click.option("--ttl", metavar="SECONDS", help="Page refresh age. [default: 600]")
 @click.option("--upstream-timeout", metavar="SECONDS", help="Upstream timeout. [default: 10]")
 def gen_config_command(output: Path, listen: str, user_unit: bool, **options: Any) -> None:
-    """Write the files of a permanent install of `pipdepot serve` into OUTPUT.
+    """Write the files of a permanent install of `pipdepot serve` into the --output directory.
 
     pipdepot.service (a hardened systemd unit, Type=notify), config.toml (every setting
     pipdepot reads, commented), and, unless --user, pipdepot.sysusers.conf (its system user)

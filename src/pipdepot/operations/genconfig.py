@@ -118,6 +118,7 @@ def generate(request: GenConfig) -> list[GeneratedFile]:
             _fill(
                 "nginx-pipdepot.conf.in",
                 LISTEN=request.listen,
+                CLIENT_URL=_client_url(listen_host, listen_port),
                 BACKEND=_backend(settings.host, settings.port),
                 MIRROR=str(settings.mirror_dir),
                 ACCESS_LOG=request.access_log,
@@ -238,6 +239,12 @@ def _check_apart(listen_host: str, listen_port: int, host: str, port: int) -> No
             f"--listen {listen_host}:{listen_port} and pipdepot's --host {host} --port {port} overlap: "
             "give nginx or pipdepot another port"
         )
+
+
+def _client_url(host: str, port: int) -> str:
+    if host in {"0.0.0.0", "::"}:  # noqa: S104
+        return f"http://HOST:{port}/simple/ (HOST: this machine's name or address)"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/simple/"
 
 
 def _backend(host: str, port: int) -> str:
