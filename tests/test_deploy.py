@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pipdepot.errors import ConfigError
+from pipdepot.operations.genconfig import GenConfig, generate, parse_listen
 from pipdepot.settings import CONFIG_KEYS, PlanFlags, ServeFlags, load_serve_settings, load_settings
 from tests.depot import Depot, free_port, fresh_venv, installed, pip_install, uv_install
 from tests.test_serve import file_url, get, make_upstream
@@ -454,3 +456,30 @@ def test_a_file_being_downloaded_is_never_served_half_written(
     log = [upstream for logged, _, upstream in front.nginx.log_lines() if logged == path]
     assert log[-1] == "-"  # committed: now nginx's
     assert "-" not in log[:-1]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0.0.0.0:80", ("0.0.0.0", 80)), ("[::]:8080", ("::", 8080)), ("127.0.0.1:3142", ("127.0.0.1", 3142))],  # noqa: S104
+)
+def test_listen_addresses(value: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["8080", "::1:80", "[127.0.0.1]:80", "host:80", "0.0.0.0:0", "0.0.0.0:70000", ""]
+)
+def test_listen_addresses_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="ADDR:PORT"):
+        parse_listen(value)
+
+
+def test_a_program_path_is_quoted_as_systemd_reads_it(tmp_path: Path) -> None:
+    settings = load_serve_settings(ServeFlags(mirror_dir=str(tmp_path), config=os.devnull), {})
+    files = generate(
+        GenConfig(
+            settings, listen="127.0.0.1:8080", user=False, command=("/opt/my pip%d/python", "-m", "pipdepot")
+        )
+    )
+    unit = next(f.content for f in files if f.name == "pipdepot.service")
+    assert unit_setting(unit, "ExecStart").startswith('"/opt/my pip%%d/python" -m pipdepot serve ')

@@ -337,7 +337,11 @@ def serve_command(**options: Any) -> None:
 
 @cli.command(name="gen-config")
 @click.option(
-    "--output", required=True, type=click.Path(path_type=Path), help="Directory to write the files in."
+    "--output",
+    required=True,
+    metavar="DIR",
+    type=click.Path(path_type=Path),
+    help="Directory to write the files in.",
 )
 @click.option(
     "--listen",
