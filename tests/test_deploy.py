@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tomllib
@@ -271,8 +272,8 @@ class Nginx:
         )
         (self.directory / "nginx.conf").write_text(
             f"daemon off;\nworker_processes 1;\n"
-            # root, for the test only: pytest's directories are 0700; an installed mirror is 0755
-            f"user root;\npid {self.directory / 'nginx.pid'};\n"
+            # the workers run as nobody: they read the mirror as another user, as installed
+            f"user nobody nogroup;\npid {self.directory / 'nginx.pid'};\n"
             f"error_log {self.directory / 'error.log'} warn;\n"
             "events { worker_connections 256; }\n"
             f"http {{\n    {temp}\n    access_log off;\n    include {self.directory / 'pipdepot.conf'};\n}}\n"
@@ -317,31 +318,36 @@ class Front:
 
 @pytest.fixture
 def front(tmp_path: Path, dists: Path, run_pipdepot: PipdepotRunner) -> Iterator[Front]:
+    # outside pytest's 0700 directories, so that nginx's workers (nobody) reach the mirror
+    shared = Path(tempfile.mkdtemp(prefix="pipdepot-nginx-"))
+    shared.chmod(0o755)
     upstream = make_upstream(dists, "json")
-    depot = Depot(tmp_path / "mirror", tmp_path / "serve.log", ("--upstream", upstream.url)).start()
+    depot = Depot(shared / "mirror", tmp_path / "serve.log", ("--upstream", upstream.url))
     listen = f"127.0.0.1:{free_port()}"
     out = tmp_path / "generated"
-    run_pipdepot(
-        "gen-config",
-        "--output",
-        str(out),
-        "--listen",
-        listen,
-        "--mirror",
-        str(depot.mirror),
-        "--port",
-        str(depot.port),
-    )
     nginx_dir = tmp_path / "nginx"
     nginx_dir.mkdir()
     nginx = Nginx(nginx_dir, int(listen.rsplit(":", 1)[1]))
     try:
+        depot.start()
+        run_pipdepot(
+            "gen-config",
+            "--output",
+            str(out),
+            "--listen",
+            listen,
+            "--mirror",
+            str(depot.mirror),
+            "--port",
+            str(depot.port),
+        )
         nginx.start(out / "nginx-pipdepot.conf")
         yield Front(upstream, depot, nginx)
     finally:
         nginx.stop()
         depot.stop()
         upstream.stop()
+        shutil.rmtree(shared)
 
 
 def served_files(front: Front, since: int) -> tuple[list[str], list[str]]:
