@@ -8,6 +8,7 @@ reads (from :data:`pipdepot.settings.CONFIG_KEYS`, so it cannot fall behind the 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import shlex
 import textwrap
@@ -152,7 +153,7 @@ def config_toml(settings: ServeSettings) -> str:
 
     A commented key shows its default when it has one, so uncommenting it changes nothing.
     """
-    plan = load_settings(PlanFlags(config=str(Path("/dev/null"))), {"HOME": "/nonexistent"}).plan
+    plan = load_settings(PlanFlags(config=os.devnull), {"HOME": "/nonexistent"}).plan
     active: dict[str, object] = {
         "host": settings.host,
         "port": settings.port,
