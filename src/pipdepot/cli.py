@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from pipdepot import __version__
+from pipdepot.core.systemd import stderr_is_journal
 from pipdepot.core.urls import redact_url
 from pipdepot.errors import ConfigError, PipdepotError
 from pipdepot.mirror_cli import MIRROR_COMMANDS, check_before_chroot
 from pipdepot.operations.chroot import clean_environment, run_in_root
+from pipdepot.operations.genconfig import SYSTEM_MIRROR, GenConfig, generate, settings_environ, write
 from pipdepot.operations.inject import inject, restore
 from pipdepot.operations.plan import PlanReport, make_plan
 from pipdepot.operations.serve import serve
@@ -333,6 +335,54 @@ def serve_command(**options: Any) -> None:
     serve(load_serve_settings(flags, os.environ))
 
 
+@cli.command(name="gen-config")
+@click.option(
+    "--output",
+    required=True,
+    metavar="DIR",
+    type=click.Path(path_type=Path),
+    help="Directory to write the files in.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    metavar="ADDR:PORT",
+    help="Where nginx listens (0.0.0.0:80 to serve a network).",
+)
+@click.option("--user", "user_unit", is_flag=True, help="A user unit for a laptop: no nginx, no system user.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="pipdepot's address, behind nginx.")
+@click.option("--port", default="3141", show_default=True, help="pipdepot's port.")
+@click.option(
+    "--mirror",
+    "mirror_dir",
+    metavar="DIR",
+    help="The mirror directory. [default: /var/lib/pipdepot (the unit's StateDirectory), "
+    "with --user ~/.cache/image-create/pypi/mirror]",
+)
+@click.option("--upstream", "upstreams", multiple=True, metavar="URL", help="Upstream index, repeatable.")
+@click.option("--offline/--online", default=None, help="Never contact upstream.")
+@click.option("--ttl", metavar="SECONDS", help="Page refresh age. [default: 600]")
+@click.option("--upstream-timeout", metavar="SECONDS", help="Upstream timeout. [default: 10]")
+def gen_config_command(output: Path, listen: str, user_unit: bool, **options: Any) -> None:
+    """Write the files of a permanent install of `pipdepot serve` into the --output directory.
+
+    pipdepot.service (a hardened systemd unit, Type=notify), config.toml (every setting
+    pipdepot reads, commented), and, unless --user, pipdepot.sysusers.conf (its system user)
+    and nginx-pipdepot.conf (a server block for nginx's http {} that sends cached files
+    itself and passes the rest to pipdepot). Each file says how to install it. The files
+    depend on these flags alone, not on PIPDEPOT_* variables or a config file.
+    """
+    if options["mirror_dir"] is None and not user_unit:
+        options["mirror_dir"] = str(SYSTEM_MIRROR)
+    flags = ServeFlags(**{**options, "upstreams": tuple(options["upstreams"]), "config": os.devnull})
+    settings = load_serve_settings(flags, settings_environ(os.environ))
+    command = (sys.executable, "-m", "pipdepot")
+    generated = generate(GenConfig(settings, listen=listen, user=user_unit, command=command))
+    for item, path in zip(generated, write(output, generated), strict=True):
+        click.echo(f"pipdepot: wrote {path}: {item.purpose}")
+
+
 for _command in MIRROR_COMMANDS:
     cli.add_command(_command)
 
@@ -477,7 +527,8 @@ def _plan_json(report: PlanReport) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; a PipdepotError becomes one line on stderr and exit status 1."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s pipdepot: %(message)s", datefmt="%H:%M:%S")
+    stamp = "" if stderr_is_journal(os.environ) else "%(asctime)s "  # journald stamps lines itself
+    logging.basicConfig(level=logging.INFO, format=f"{stamp}pipdepot: %(message)s", datefmt="%H:%M:%S")
     access = logging.StreamHandler()  # the server's access lines come formatted, in batches
     access.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger("pipdepot.access").addHandler(access)

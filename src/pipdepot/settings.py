@@ -26,7 +26,15 @@ from pipdepot.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ["PlanFlags", "ServeFlags", "ServeSettings", "Settings", "load_serve_settings", "load_settings"]
+__all__ = [
+    "CONFIG_KEYS",
+    "PlanFlags",
+    "ServeFlags",
+    "ServeSettings",
+    "Settings",
+    "load_serve_settings",
+    "load_settings",
+]
 
 T = TypeVar("T")
 
@@ -35,24 +43,88 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _DIB_URL = re.compile(r"(DIB_)?PYPI_MIRROR_URL(?:_(\d+))?")
 _PASSTHROUGH = ("TERM", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
-_CONFIG_KEYS = frozenset(
-    {
-        "mirror-urls",
-        "offline",
-        "no-pypi",
-        "public-index",
-        "retries",
-        "timeout",
-        "trusted-hosts",
-        "mirror-dir",
-        "uv-index-strategy",
-        "host",
-        "port",
-        "upstreams",
-        "ttl",
-        "upstream-timeout",
-    }
-)
+
+#: Every key the config file may hold: the commands that read it, and what it sets. ``pipdepot
+#: gen-config`` writes its commented config file from this table, and a key not in it is refused,
+#: so no key is read without being documented.
+CONFIG_KEYS: dict[str, tuple[str, str]] = {
+    "host": ("serve", "address to listen on (PIPDEPOT_HOST; default 127.0.0.1)"),
+    "port": ("serve", "port to listen on (PIPDEPOT_PORT; default 3141)"),
+    "mirror-dir": (
+        "serve, sync, check, add, ls, export, import, plan, inject, chroot",
+        (
+            "the local mirror directory, a static PEP 503 tree with the server's state in "
+            "DIR/.pipdepot (PIPDEPOT_MIRROR_DIR, DIB_IMAGE_CACHE/pypi/mirror; "
+            "default ~/.cache/image-create/pypi/mirror)"
+        ),
+    ),
+    "upstreams": (
+        "serve, sync",
+        (
+            "upstream indexes in order; per project the first that has it serves it, never a merge "
+            "(PIPDEPOT_UPSTREAMS; default PyPI)"
+        ),
+    ),
+    "offline": (
+        "serve, plan, inject, chroot",
+        (
+            "serve: never contact upstream, serve only cached files; plan/inject/chroot: only the "
+            "mirrors, never the public index (PIPDEPOT_OFFLINE, DIB_OFFLINE; default false)"
+        ),
+    ),
+    "ttl": (
+        "serve",
+        "seconds before a cached project page is refreshed from upstream (PIPDEPOT_TTL; default 600)",
+    ),
+    "upstream-timeout": (
+        "serve",
+        (
+            "seconds before an upstream connection or read is given up and the cache served "
+            "(PIPDEPOT_UPSTREAM_TIMEOUT; default 10)"
+        ),
+    ),
+    "mirror-urls": (
+        "plan, inject, chroot",
+        (
+            "index URLs a build root uses, the first primary, the others extra indexes "
+            "(PIPDEPOT_MIRROR_URLS, DIB_PYPI_MIRROR_URL*; default file:///tmp/pypi, the mounted mirror)"
+        ),
+    ),
+    "no-pypi": (
+        "plan, inject, chroot",
+        (
+            "do not add the public index as the last extra index, even online "
+            "(PIPDEPOT_NO_PYPI, DIB_NO_PYPI_PIP; default false)"
+        ),
+    ),
+    "public-index": (
+        "plan, inject, chroot",
+        "the public index added last when online (PIPDEPOT_PUBLIC_INDEX; default PyPI)",
+    ),
+    "retries": (
+        "plan, inject, chroot",
+        "pip's retries per request (PIPDEPOT_RETRIES, DIB_PIP_RETRIES; default pip's own)",
+    ),
+    "timeout": (
+        "plan, inject, chroot",
+        "pip's socket timeout in seconds (PIPDEPOT_TIMEOUT, DIB_PIP_TIMEOUT; default pip's own)",
+    ),
+    "trusted-hosts": (
+        "plan, inject, chroot",
+        (
+            "hosts pip and uv also trust; plain-http mirror hosts always are "
+            "(PIPDEPOT_TRUSTED_HOSTS, DIB_PYPI_TRUSTED_HOST; default none)"
+        ),
+    ),
+    "uv-index-strategy": (
+        "plan, inject, chroot",
+        (
+            "uv's index strategy: first-index, unsafe-first-match or unsafe-best-match "
+            "(PIPDEPOT_UV_INDEX_STRATEGY; default first-index)"
+        ),
+    ),
+}
+_CONFIG_KEYS = frozenset(CONFIG_KEYS)
 
 
 def __dir__() -> list[str]:

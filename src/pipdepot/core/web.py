@@ -53,14 +53,21 @@ def __dir__() -> list[str]:
 
 
 def create_server(
-    mirror: Mirror, *, describe: dict[str, object], access_log: logging.Logger | None
+    mirror: Mirror,
+    *,
+    describe: dict[str, object],
+    access_log: logging.Logger | None,
+    timestamps: bool = True,
 ) -> web.Server:
     """The low-level aiohttp server for ``mirror``; ``describe`` goes into ``/+status``.
 
     One handler, no application, router or middleware chain: on a page served from
-    memory, that machinery was most of the time a request took.
+    memory, that machinery was most of the time a request took. Access lines start with
+    the time unless ``timestamps`` is false (journald adds its own).
     """
     routes = _Routes(mirror, describe)
+    if access_log is not None:
+        _BATCHES[access_log.name] = _AccessBatch(access_log, timestamps=timestamps)
 
     async def handle(request: BaseRequest) -> web.StreamResponse:
         refused = _refusal(request)
@@ -107,8 +114,9 @@ class _AccessBatch:
     waits at most ``_ACCESS_FLUSH_S``, and the server writes what is left when it stops.
     """
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger, *, timestamps: bool = True) -> None:
         self.logger = logger
+        self.timestamps = timestamps
         self._lines: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
         self._second = -1
@@ -116,10 +124,10 @@ class _AccessBatch:
 
     def add(self, line: str) -> None:
         now = time.time()
-        if int(now) != self._second:  # the time, formatted once a second
+        if int(now) != self._second and self.timestamps:  # the time, formatted once a second
             self._second = int(now)
-            self._stamp = time.strftime("%H:%M:%S", time.localtime(now))
-        self._lines.append(f"{self._stamp} pipdepot: {line}")
+            self._stamp = time.strftime("%H:%M:%S ", time.localtime(now))
+        self._lines.append(f"{self._stamp}pipdepot: {line}")
         if len(self._lines) >= _ACCESS_BATCH:
             self.flush()
         elif self._timer is None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from pipdepot.core.systemd import notify, stderr_is_journal
 from pipdepot.core.urls import redact_url
 from pipdepot.core.web import create_server
 from pipdepot.errors import ConfigError
@@ -80,7 +81,12 @@ async def _serve(settings: ServeSettings) -> None:
             "offline": settings.offline,
             "ttl": settings.ttl,
         }
-        server = create_server(mirror, describe=describe, access_log=logging.getLogger("pipdepot.access"))
+        server = create_server(
+            mirror,
+            describe=describe,
+            access_log=logging.getLogger("pipdepot.access"),
+            timestamps=not stderr_is_journal(os.environ),
+        )
         runner = web.ServerRunner(server, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
@@ -90,12 +96,14 @@ async def _serve(settings: ServeSettings) -> None:
             await runner.cleanup()
             raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from exc
         _announce(settings, _process_age())
+        notify("READY=1", os.environ)  # systemd's Type=notify: started units wait for this
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         logger.info("stopping")
+        notify("STOPPING=1", os.environ)
         await runner.cleanup()
 
 
