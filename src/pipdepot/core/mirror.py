@@ -97,6 +97,8 @@ _STATE_FILES = 3_000
 _PAGE_HEAD_READS = (16 * 1024, 256 * 1024)
 #: Local records kept in memory (a few entries each).
 _RECORDS = 4096
+#: Upstream's metadata files are read whole: larger than any real one (a few KiB to a few hundred) is refused.
+_METADATA_LIMIT = 16 * 1024 * 1024
 
 
 def __dir__() -> list[str]:
@@ -181,7 +183,7 @@ class Mirror:
         self._digesting = asyncio.Lock()
         #: Upstreams that just failed are not asked again for a while: during an outage,
         #: every page is served stale at once instead of after a failed attempt each.
-        self._down_until: dict[str, float] = {}
+        self._down_until: dict[str, tuple[float, str]] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         #: Files this process downloaded, by filename, whoever asked (``sync`` reports and prunes them).
         self.downloaded: dict[str, NormalizedName] = {}
@@ -409,20 +411,19 @@ class Mirror:
 
     async def _fetch(self, name: NormalizedName) -> ProjectState | None:
         assert self.client is not None  # noqa: S101 (only called online)
-        if self.upstreams and time.monotonic() < self._down_until.get(self.upstreams[0], 0.0):
-            raise UpstreamError(f"{self.upstreams[0]} failed less than {_BACKOFF:.0f} s ago")
+        if self.upstreams:
+            self._check_down(self.upstreams[0])
         old = await self._load(name)
         for index in self.upstreams:
             etag = old.etag if old is not None and old.upstream == index else None
             started = time.monotonic()
-            if started < self._down_until.get(index, 0.0):
-                raise UpstreamError(f"{index} failed less than {_BACKOFF:.0f} s ago")
+            self._check_down(index)
             try:
                 answer = await self.client.fetch_project(
                     index, name, etag, spool=self.store.spool_directory()
                 )
-            except UpstreamError:
-                self._down_until[index] = time.monotonic() + _BACKOFF
+            except UpstreamError as exc:
+                self._down_until[index] = (time.monotonic() + _BACKOFF, str(exc))
                 raise
             self._down_until.pop(index, None)
             elapsed = (time.monotonic() - started) * 1000
@@ -449,6 +450,12 @@ class Mirror:
         if old is not None and old.added:  # a private project: upstream has none of it, which is right
             return await self._adopt(name, ProjectState(name, "", [], fetched_at=time.time()))
         return None
+
+    def _check_down(self, index: str) -> None:
+        """:raises UpstreamError: ``index`` failed less than ``_BACKOFF`` seconds ago (with why)."""
+        until, cause = self._down_until.get(index, (0.0, ""))
+        if time.monotonic() < until:
+            raise UpstreamError(f"failed less than {_BACKOFF:.0f} s ago: {cause}")
 
     async def _adopt(self, name: NormalizedName, new: ProjectState) -> ProjectState:
         """Take a fresh upstream page, keeping what is local."""
@@ -732,7 +739,7 @@ class Mirror:
         declared = entry.get("core-metadata")
         if declared and self.client is not None:
             expected = declared.get("sha256") if isinstance(declared, dict) else None
-            data = b"".join([chunk async for chunk in self.client.stream(entry["url"] + ".metadata")])
+            data = await self.client.fetch_small(entry["url"] + ".metadata", limit=_METADATA_LIMIT)
             await self.store.put(key, data, sha256=expected)
             return data
         if not entry["filename"].endswith(".whl"):
