@@ -13,13 +13,16 @@ import contextlib
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.depot import Depot, fresh_venv, pip_install, uv_install
+from tests.conftest import clean_environ
+from tests.depot import Depot, free_port, fresh_venv, installed, pip_install, uv_install
 from tests.fault_upstream import GARBAGE_MARKER, Fault, FaultUpstream
 from tests.mirror_audit import audit_mirror
 from tests.wheels import build_wheel
@@ -358,3 +361,57 @@ def test_connections_over_the_limit_get_a_503(tmp_path: Path, upstream: FaultUps
         assert Answer(f"{depot.url}/+health").status == 200
     finally:
         depot.stop()
+
+
+# -- a read-only mirror ---------------------------------------------------------------------
+
+
+@pytest.mark.root
+def test_a_read_only_bind_mount_is_served_offline_and_refused_online(
+    tmp_path: Path, upstream: FaultUpstream, wheels: dict[str, Path]
+) -> None:
+    """Read-only media and read-only bind mounts are how an air-gapped machine gets its mirror."""
+    mirror = tmp_path / "mirror"
+    filler = Depot(mirror, tmp_path / "fill.log", ("--upstream", upstream.url)).start()
+    try:
+        assert Answer(file_url(filler, upstream, "alpha")).status == 200
+    finally:
+        filler.stop()
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    subprocess.run(["mount", "--bind", str(mirror), str(read_only)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(read_only)], check=True)
+        before = sorted(str(p) for p in mirror.rglob("*"))
+        depot = Depot(read_only, tmp_path / "ro.log", ("--offline",)).start()
+        try:
+            python = fresh_venv(tmp_path / "venv")
+            pip_install(python, depot.index, "alpha")
+            assert installed(python, "alpha") == "1.0"
+            assert Answer(f"{depot.index}alpha/").headers.get("X-Pipdepot-Cache") == "offline"
+            assert "serving it read-only" in depot.log_text()
+        finally:
+            depot.stop()
+        assert sorted(str(p) for p in mirror.rglob("*")) == before
+        online = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipdepot",
+                "serve",
+                "--mirror",
+                str(read_only),
+                "--port",
+                str(free_port()),
+            ],
+            env=clean_environ(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert online.returncode == 1
+        assert "Read-only file system" in online.stderr
+        assert "Traceback" not in online.stderr
+    finally:
+        subprocess.run(["umount", str(read_only)], check=True)
