@@ -131,18 +131,18 @@ def test_a_broken_page_is_served_stale_or_a_one_line_502(
     assert Answer(f"{depot.index}alpha/").status == 200  # a page cached, none of its files
 
     set_page_fault(upstream, fault)
+    first = Answer(f"{depot.index}gamma/")  # the failure itself, not the back-off after it
     stale = Answer(f"{depot.index}beta/", accept="application/vnd.pypi.simple.v1+json")
     assert (stale.status, stale.headers.get("X-Pipdepot-Cache")) == (200, "stale"), stale.body
     assert [f["filename"] for f in json.loads(stale.body)["files"]] == [wheels["beta"].name]
     assert stale.seconds < BOUND_S
-    first = Answer(f"{depot.index}gamma/")
-    for never_installable in ("gamma", "alpha"):
-        failed = Answer(f"{depot.index}{never_installable}/")
+    for failed in (first, Answer(f"{depot.index}alpha/")):
         assert failed.status == 502, failed.body
-        assert failed.body.count(b"\n") == 1, failed.body
+        assert failed.body.count(b"\n") == 1, failed.body[:300]
         assert len(failed.body) < 600
         assert GARBAGE_MARKER not in failed.body
         assert failed.reason.startswith("Bad Gateway ("), failed.reason
+    assert first.seconds < BOUND_S
     rss = depot.peak_rss_mb()
     assert rss < MAX_RSS_MB
     assert not list((depot.mirror / ".pipdepot" / "tmp").iterdir())  # no spooled page left behind
@@ -150,7 +150,11 @@ def test_a_broken_page_is_served_stale_or_a_one_line_502(
     assert "Traceback" not in log
     assert GARBAGE_MARKER.decode() not in log
     figure(
-        f"page {fault}", seconds_to_stale=f"{stale.seconds:.1f}", peak_rss_mb=f"{rss:.0f}", first=first.reason
+        f"page {fault}",
+        seconds_to_502=f"{first.seconds:.1f}",
+        peak_rss_mb=f"{rss:.0f}",
+        body_bytes=len(first.body),
+        reason=first.reason,
     )
 
 
