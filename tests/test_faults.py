@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pipdepot.errors import ConfigError
+from pipdepot.settings import ServeFlags, load_serve_settings
 from tests.conftest import clean_environ
 from tests.depot import Depot, free_port, fresh_venv, installed, pip_install, uv_install
 from tests.fault_upstream import GARBAGE_MARKER, Fault, FaultUpstream
@@ -419,3 +421,26 @@ def test_a_read_only_bind_mount_is_served_offline_and_refused_online(
         assert "Traceback" not in online.stderr
     finally:
         subprocess.run(["umount", str(read_only)], check=True)
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+def test_the_deadline_and_the_minimum_rate_come_from_flags_variables_or_the_config_file(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("upstream-deadline = 45\nupstream-min-rate = 1000\n")
+    defaults = load_serve_settings(ServeFlags(), {})
+    assert (defaults.upstream_deadline, defaults.upstream_min_rate) == (30.0, 8192)
+    from_file = load_serve_settings(ServeFlags(config=str(config)), {})
+    assert (from_file.upstream_deadline, from_file.upstream_min_rate) == (45.0, 1000)
+    environ = {"PIPDEPOT_UPSTREAM_DEADLINE": "60", "PIPDEPOT_UPSTREAM_MIN_RATE": "2048"}
+    from_env = load_serve_settings(ServeFlags(config=str(config)), environ)
+    assert (from_env.upstream_deadline, from_env.upstream_min_rate) == (60.0, 2048)
+    flags = ServeFlags(upstream_deadline="5", upstream_min_rate="100", config=str(config))
+    assert load_serve_settings(flags, environ).upstream_deadline == 5.0
+    with pytest.raises(ConfigError, match="--upstream-min-rate"):
+        load_serve_settings(ServeFlags(upstream_min_rate="fast"), {})
+    with pytest.raises(ConfigError, match="PIPDEPOT_UPSTREAM_DEADLINE"):
+        load_serve_settings(ServeFlags(), {"PIPDEPOT_UPSTREAM_DEADLINE": "0"})

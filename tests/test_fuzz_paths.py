@@ -59,7 +59,7 @@ SEGMENTS = st.sampled_from(
         "proc", "self", "environ", ".pipdepot", "projects", "alpha.json", "index.html", "/..",
     ]
 )  # fmt: skip
-TEXT = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12)
+TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=12)
 PATHS = st.lists(st.one_of(SEGMENTS, TEXT), max_size=8).map(lambda parts: "/" + "/".join(parts))
 
 

@@ -67,10 +67,12 @@ def test_sigkills_during_downloads_and_page_refreshes_leave_a_consistent_mirror(
     problems: list[str] = []
     peak = 0.0
     cut = 0  # downloads in flight when killed (their spool files)
+    unrecorded = 0  # downloads killed between their move into the tree and their record
     try:
         for _ in range(KILLS):
             depot = Depot(mirror, log, ("--upstream", upstream.url, "--ttl", "0")).start()
             assert list(spool.iterdir()) == []  # what the last kill left was removed at start
+            problems += audit_mirror(mirror).problems  # after the restart, before any client
             stop = threading.Event()
             clients = [
                 threading.Thread(target=client, args=(depot, upstream, random.Random(rng.random()), stop))  # noqa: S311
@@ -85,13 +87,14 @@ def test_sigkills_during_downloads_and_page_refreshes_leave_a_consistent_mirror(
             for thread in clients:
                 thread.join(30)
             cut += sum(p.name.startswith("download-") for p in spool.iterdir())
-            problems += audit_mirror(mirror).problems
+            unrecorded += sum(p.name.startswith("commit-") for p in spool.iterdir())
         assert problems == []
-        files_before_final = audit_mirror(mirror).files
         upstream.file_rate = 0
         depot = Depot(mirror, log, ("--upstream", upstream.url)).start()
         try:
             assert list(spool.iterdir()) == []
+            files_before_final = audit_mirror(mirror).files
+            assert audit_mirror(mirror).problems == []
             for path, wheel in upstream.files.items():
                 with urllib.request.urlopen(depot.url + path, timeout=30) as answer:
                     assert answer.read() == wheel.read_bytes()
@@ -104,6 +107,37 @@ def test_sigkills_during_downloads_and_page_refreshes_leave_a_consistent_mirror(
         upstream.stop()
     assert peak < MAX_RSS_MB
     print(  # noqa: T201
-        f"FIGURE sigkill: kills={KILLS}, downloads_cut={cut}, files_kept_over_kills={files_before_final}, "
+        f"FIGURE sigkill: kills={KILLS}, downloads_cut={cut}, unrecorded_at_kill={unrecorded}, "
+        f"files_kept_over_kills={files_before_final}, "
         f"corrupt_missing_orphaned=0, peak_rss_mb={peak:.0f}"
     )
+
+
+def test_a_file_moved_into_the_tree_but_never_recorded_is_removed_at_the_next_start(
+    tmp_path: Path, upstream: FaultUpstream
+) -> None:
+    """The moment between a download's move into the tree and its record, made by hand."""
+    upstream.start()
+    mirror = tmp_path / "mirror"
+    spool = mirror / ".pipdepot" / "tmp"
+    recorded, unrecorded = upstream.projects["ant"][0], upstream.projects["bee"][0]
+    try:
+        depot = Depot(mirror, tmp_path / "serve.log", ("--upstream", upstream.url)).start()
+        with urllib.request.urlopen(depot.url + recorded, timeout=30) as answer:
+            answer.read()
+        depot.stop()
+        orphan = mirror / unrecorded.removeprefix("/")
+        orphan.parent.mkdir(parents=True)
+        orphan.write_bytes(upstream.files[unrecorded].read_bytes())
+        orphan.with_name(orphan.name + ".metadata").write_bytes(b"Metadata-Version: 2.1\n")
+        for index, key in enumerate((unrecorded, recorded)):  # a recorded file's marker changes nothing
+            (spool / f"commit-{index}").write_text(key.removeprefix("/"))
+        assert audit_mirror(mirror).problems != []
+        depot = Depot(mirror, tmp_path / "serve.log", ("--upstream", upstream.url)).start()
+        depot.stop()
+    finally:
+        upstream.stop()
+    assert audit_mirror(mirror).problems == []
+    assert audit_mirror(mirror).files == 1
+    assert list(spool.iterdir()) == []
+    assert "killed before it was recorded" in (tmp_path / "serve.log").read_text()

@@ -51,6 +51,8 @@ _CONFIG_KEYS = frozenset(
         "upstreams",
         "ttl",
         "upstream-timeout",
+        "upstream-deadline",
+        "upstream-min-rate",
     }
 )
 

@@ -58,7 +58,7 @@ from pipdepot.core.project import (
     read_upstream_page,
     stored_listing,
 )
-from pipdepot.core.store import STATE_DIR, IntegrityError, StoreKey
+from pipdepot.core.store import COMMIT_MARKER, STATE_DIR, IntegrityError, StoreKey
 from pipdepot.core.upstream import NotFound, NotModified, Partial
 from pipdepot.core.urls import redact_url
 from pipdepot.errors import UpstreamError
@@ -207,6 +207,23 @@ class Mirror:
         self._local_projects = {str(k): int(v) for k, v in counts.items()}
         self.metrics.cached_projects = len(self._local_projects)
         self.metrics.cached_files = sum(self._local_projects.values())
+
+    async def recover(self) -> None:
+        """Remove files a killed writer moved into the tree but never recorded (their commit markers).
+
+        Only a writer calls this, before serving: the markers are few (one per download cut
+        between its move and its record), so start-up still reads no more than the summary.
+        """
+        for marker in sorted(self.store.spool_directory().glob(f"{COMMIT_MARKER}*")):
+            key = StoreKey(marker.read_text(encoding="utf-8", errors="replace"))
+            name = project_of_path(key)
+            record = await self._load_local(name) if name is not None else None
+            if record is None or key.rsplit("/", 1)[-1] not in record.local:
+                with contextlib.suppress(ValueError):  # not a key: nothing to remove
+                    await self.store.delete(StoreKey(key + ".metadata"))
+                    await self.store.delete(key)
+                    logger.warning("removed %s: moved into the tree, then killed before it was recorded", key)
+            marker.unlink()
 
     async def aclose(self) -> None:
         """Wait for downloads in flight, so files are committed before the process ends."""

@@ -83,6 +83,8 @@ async def open_mirror(  # noqa: PLR0913 (keyword-only settings of one mirror)
             store, client, upstreams, ttl=ttl, metrics=Metrics(), fresh_after=fresh_after, view=view
         )
         await mirror.start()
+        if writer:
+            await mirror.recover()
         try:
             yield mirror
         finally:
