@@ -365,6 +365,7 @@ def test_connections_over_the_limit_get_a_503(tmp_path: Path, upstream: FaultUps
         assert 30 <= busy <= 40, busy
         time.sleep(0.5)
         assert Answer(f"{depot.url}/+health").status == 200
+        figure("connections over the limit", connections=100, refused_with_503=busy)
     finally:
         depot.stop()
 
