@@ -281,6 +281,7 @@ def test_pip_shows_why_a_project_is_unavailable(
     uv = uv_install(fresh_venv(tmp_path / "uv"), depot.index, "gamma", check=False)  # uv: no flag needed
     assert "Bad Gateway (" in uv.stderr, uv.stderr
     assert "cannot connect: Connection refused" in uv.stderr
+    assert depot.peak_rss_mb() < MAX_RSS_MB
 
 
 # -- hostile clients ------------------------------------------------------------------------
@@ -397,6 +398,7 @@ def test_a_read_only_bind_mount_is_served_offline_and_refused_online(
             assert installed(python, "alpha") == "1.0"
             assert Answer(f"{depot.index}alpha/").headers.get("X-Pipdepot-Cache") == "offline"
             assert "serving it read-only" in depot.log_text()
+            assert depot.peak_rss_mb() < MAX_RSS_MB
         finally:
             depot.stop()
         assert sorted(str(p) for p in mirror.rglob("*")) == before
