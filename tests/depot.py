@@ -32,6 +32,8 @@ class Depot:
     args: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    #: A command the server runs under (``prlimit --nofile=...``).
+    prefix: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -54,7 +56,7 @@ class Depot:
         ]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [*argv, *self.args], stdout=log, stderr=subprocess.STDOUT, env=clean_environ()
+                [*self.prefix, *argv, *self.args], stdout=log, stderr=subprocess.STDOUT, env=clean_environ()
             )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -77,6 +79,13 @@ class Depot:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def peak_rss_mb(self) -> float:
+        """The server's peak resident memory so far (VmHWM), in MiB."""
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+        return kib / 1024
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")

@@ -308,10 +308,23 @@ def chroot_command(
     "[env: PIPDEPOT_UPSTREAM_TIMEOUT; default: 10]",
 )
 @click.option(
+    "--upstream-deadline",
+    metavar="SECONDS",
+    help="Give up on a page, metadata file or range that is not complete after this long, and serve "
+    "the cache; a file download gets this long for each SECONDS x --upstream-min-rate bytes. "
+    "[env: PIPDEPOT_UPSTREAM_DEADLINE; default: 30]",
+)
+@click.option(
+    "--upstream-min-rate",
+    metavar="BYTES",
+    help="Abandon a file download slower than this many bytes a second over --upstream-deadline. "
+    "[env: PIPDEPOT_UPSTREAM_MIN_RATE; default: 8192]",
+)
+@click.option(
     "--config",
     metavar="FILE",
     help="TOML config file (host, port, mirror-dir, upstreams, "
-    "offline, ttl, upstream-timeout). [env: PIPDEPOT_CONFIG]",
+    "offline, ttl, upstream-timeout, upstream-deadline, upstream-min-rate). [env: PIPDEPOT_CONFIG]",
 )
 def serve_command(**options: Any) -> None:
     """Run the caching, offline-capable PyPI mirror.
@@ -331,6 +344,8 @@ def serve_command(**options: Any) -> None:
         ttl=options["ttl"],
         upstream_timeout=options["upstream_timeout"],
         config=options["config"],
+        upstream_deadline=options["upstream_deadline"],
+        upstream_min_rate=options["upstream_min_rate"],
     )
     serve(load_serve_settings(flags, os.environ))
 

@@ -83,6 +83,21 @@ CONFIG_KEYS: dict[str, tuple[str, str]] = {
             "(PIPDEPOT_UPSTREAM_TIMEOUT; default 10)"
         ),
     ),
+    "upstream-deadline": (
+        "serve",
+        (
+            "seconds an upstream exchange (a page with its retries, a metadata file, a passed-through "
+            "range) may take in all before it is given up (PIPDEPOT_UPSTREAM_DEADLINE; default 30)"
+        ),
+    ),
+    "upstream-min-rate": (
+        "serve",
+        (
+            "bytes a second a file download must bring, counted over each upstream-deadline-long "
+            "window, or it is abandoned and the next client starts afresh "
+            "(PIPDEPOT_UPSTREAM_MIN_RATE; default 8192)"
+        ),
+    ),
     "mirror-urls": (
         "plan, inject, chroot",
         (
@@ -173,6 +188,8 @@ class ServeFlags:
     ttl: str | None = None
     upstream_timeout: str | None = None
     config: str | None = None
+    upstream_deadline: str | None = None
+    upstream_min_rate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +204,8 @@ class ServeSettings:
     ttl: float
     upstream_timeout: float
     config_file: Path | None
+    upstream_deadline: float = 30.0
+    upstream_min_rate: int = 8 * 1024
 
 
 def load_serve_settings(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
@@ -246,6 +265,18 @@ def _load_serve(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
         _config(config, "upstream-timeout", where, _as_scalar),
         default="10",
     )
+    deadline = _first(
+        _flag("--upstream-deadline", flags.upstream_deadline),
+        _env(env, "PIPDEPOT_UPSTREAM_DEADLINE"),
+        _config(config, "upstream-deadline", where, _as_scalar),
+        default="30",
+    )
+    min_rate = _first(
+        _flag("--upstream-min-rate", flags.upstream_min_rate),
+        _env(env, "PIPDEPOT_UPSTREAM_MIN_RATE"),
+        _config(config, "upstream-min-rate", where, _as_scalar),
+        default="8192",
+    )
     return ServeSettings(
         host=host.value,
         port=_as_port(port.value, port.source),
@@ -255,6 +286,8 @@ def _load_serve(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
         ttl=_as_seconds(ttl.value, ttl.source, allow_zero=True),
         upstream_timeout=_as_seconds(timeout.value, timeout.source, allow_zero=False),
         config_file=config_file,
+        upstream_deadline=_as_seconds(deadline.value, deadline.source, allow_zero=False),
+        upstream_min_rate=_as_rate(min_rate.value, min_rate.source),
     )
 
 
@@ -601,6 +634,13 @@ def _as_seconds(value: object, source: str, *, allow_zero: bool) -> float:
     if seconds < 0 or (seconds == 0 and not allow_zero) or seconds > 365 * 86400:
         raise ValueError(f"{source}: {value!r} is not a number of seconds")
     return seconds
+
+
+def _as_rate(value: object, source: str) -> int:
+    text = str(value).strip()
+    if not text.isdigit() or not 0 < int(text) < 1 << 40:
+        raise ValueError(f"{source}: {value!r} is not a number of bytes per second (more than 0)")
+    return int(text)
 
 
 def _as_strategy(value: object, source: str) -> UvIndexStrategy:

@@ -58,7 +58,7 @@ from pipdepot.core.project import (
     read_upstream_page,
     stored_listing,
 )
-from pipdepot.core.store import STATE_DIR, IntegrityError, StoreKey
+from pipdepot.core.store import COMMIT_MARKER, STATE_DIR, IntegrityError, StoreKey
 from pipdepot.core.upstream import NotFound, NotModified, Partial
 from pipdepot.core.urls import redact_url
 from pipdepot.errors import UpstreamError
@@ -97,6 +97,8 @@ _STATE_FILES = 3_000
 _PAGE_HEAD_READS = (16 * 1024, 256 * 1024)
 #: Local records kept in memory (a few entries each).
 _RECORDS = 4096
+#: Upstream's metadata files are read whole: larger than any real one (a few KiB to a few hundred) is refused.
+_METADATA_LIMIT = 16 * 1024 * 1024
 
 
 def __dir__() -> list[str]:
@@ -181,7 +183,7 @@ class Mirror:
         self._digesting = asyncio.Lock()
         #: Upstreams that just failed are not asked again for a while: during an outage,
         #: every page is served stale at once instead of after a failed attempt each.
-        self._down_until: dict[str, float] = {}
+        self._down_until: dict[str, tuple[float, str]] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         #: Files this process downloaded, by filename, whoever asked (``sync`` reports and prunes them).
         self.downloaded: dict[str, NormalizedName] = {}
@@ -205,6 +207,23 @@ class Mirror:
         self._local_projects = {str(k): int(v) for k, v in counts.items()}
         self.metrics.cached_projects = len(self._local_projects)
         self.metrics.cached_files = sum(self._local_projects.values())
+
+    async def recover(self) -> None:
+        """Remove files a killed writer moved into the tree but never recorded (their commit markers).
+
+        Only a writer calls this, before serving: the markers are few (one per download cut
+        between its move and its record), so start-up still reads no more than the summary.
+        """
+        for marker in sorted(self.store.spool_directory().glob(f"{COMMIT_MARKER}*")):
+            key = StoreKey(marker.read_text(encoding="utf-8", errors="replace"))
+            name = project_of_path(key)
+            record = await self._load_local(name) if name is not None else None
+            if record is None or key.rsplit("/", 1)[-1] not in record.local:
+                with contextlib.suppress(ValueError):  # not a key: nothing to remove
+                    await self.store.delete(StoreKey(key + ".metadata"))
+                    await self.store.delete(key)
+                    logger.warning("removed %s: moved into the tree, then killed before it was recorded", key)
+            marker.unlink()
 
     async def aclose(self) -> None:
         """Wait for downloads in flight, so files are committed before the process ends."""
@@ -409,20 +428,19 @@ class Mirror:
 
     async def _fetch(self, name: NormalizedName) -> ProjectState | None:
         assert self.client is not None  # noqa: S101 (only called online)
-        if self.upstreams and time.monotonic() < self._down_until.get(self.upstreams[0], 0.0):
-            raise UpstreamError(f"{self.upstreams[0]} failed less than {_BACKOFF:.0f} s ago")
+        if self.upstreams:
+            self._check_down(self.upstreams[0])
         old = await self._load(name)
         for index in self.upstreams:
             etag = old.etag if old is not None and old.upstream == index else None
             started = time.monotonic()
-            if started < self._down_until.get(index, 0.0):
-                raise UpstreamError(f"{index} failed less than {_BACKOFF:.0f} s ago")
+            self._check_down(index)
             try:
                 answer = await self.client.fetch_project(
                     index, name, etag, spool=self.store.spool_directory()
                 )
-            except UpstreamError:
-                self._down_until[index] = time.monotonic() + _BACKOFF
+            except UpstreamError as exc:
+                self._down_until[index] = (time.monotonic() + _BACKOFF, str(exc))
                 raise
             self._down_until.pop(index, None)
             elapsed = (time.monotonic() - started) * 1000
@@ -449,6 +467,12 @@ class Mirror:
         if old is not None and old.added:  # a private project: upstream has none of it, which is right
             return await self._adopt(name, ProjectState(name, "", [], fetched_at=time.time()))
         return None
+
+    def _check_down(self, index: str) -> None:
+        """:raises UpstreamError: ``index`` failed less than ``_BACKOFF`` seconds ago (with why)."""
+        until, cause = self._down_until.get(index, (0.0, ""))
+        if time.monotonic() < until:
+            raise UpstreamError(f"failed less than {_BACKOFF:.0f} s ago: {cause}")
 
     async def _adopt(self, name: NormalizedName, new: ProjectState) -> ProjectState:
         """Take a fresh upstream page, keeping what is local."""
@@ -732,7 +756,7 @@ class Mirror:
         declared = entry.get("core-metadata")
         if declared and self.client is not None:
             expected = declared.get("sha256") if isinstance(declared, dict) else None
-            data = b"".join([chunk async for chunk in self.client.stream(entry["url"] + ".metadata")])
+            data = await self.client.fetch_small(entry["url"] + ".metadata", limit=_METADATA_LIMIT)
             await self.store.put(key, data, sha256=expected)
             return data
         if not entry["filename"].endswith(".whl"):

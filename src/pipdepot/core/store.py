@@ -13,12 +13,15 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-__all__ = ["STATE_DIR", "IntegrityError", "Store", "StoreKey", "StoredFile"]
+__all__ = ["COMMIT_MARKER", "STATE_DIR", "IntegrityError", "Store", "StoreKey", "StoredFile"]
 
 StoreKey = NewType("StoreKey", str)
 
 #: pipdepot's own files inside the mirror directory; no project can be named so.
 STATE_DIR = ".pipdepot"
+#: Spool files named so say "this key is being moved into the tree": kept when the spool is cleared,
+#: so a writer that starts after a kill can remove a file that was moved but never recorded.
+COMMIT_MARKER = "commit-"
 
 
 def __dir__() -> list[str]:

@@ -11,16 +11,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
 import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 
 from pipdepot import __version__
 from pipdepot.core.names import normalize_project
 from pipdepot.core.pages import CONTENT_TYPES, choose_encoding, negotiate
 from pipdepot.core.store import IntegrityError
+from pipdepot.core.upstream import one_line
 from pipdepot.errors import UpstreamError
 
 if TYPE_CHECKING:
@@ -39,6 +43,8 @@ if TYPE_CHECKING:
 __all__ = ["AccessLogger", "create_server"]
 
 logger = logging.getLogger("pipdepot.access")
+#: What went wrong with a request (a 502's cause, a bad request): lines of their own, with their time.
+events = logging.getLogger("pipdepot.http")
 
 _MAX_PATH = 1024
 _PAGE_CACHE = "max-age=60, public"
@@ -46,6 +52,16 @@ _FILE_CACHE = "max-age=365000000, immutable, public"
 _CACHE_HEADER = "X-Pipdepot-Cache"
 _ACCESS_FLUSH_S = 0.1
 _ACCESS_BATCH = 1024
+#: Seconds a client has to send a whole request head, after connecting or after its last response;
+#: also how long an idle kept-alive connection stays open (aiohttp's default is an hour).
+HEADER_DEADLINE = 15.0
+#: Connections at most, kept well under the descriptor limit: downloads and spool files need some.
+_MAX_CONNECTIONS = 1000
+_SPARE_DESCRIPTORS = 256
+#: Bad requests logged per window; the rest are counted in one line.
+_BAD_REQUEST_LINES = 5
+_BAD_REQUEST_WINDOW_S = 10.0
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 def __dir__() -> list[str]:
@@ -73,15 +89,92 @@ def create_server(
         refused = _refusal(request)
         return refused if refused is not None else await routes.dispatch(request)
 
-    return _Server(handle, access_log=access_log, access_log_class=AccessLogger)
+    server = _Server(
+        handle, access_log=access_log, access_log_class=AccessLogger, keepalive_timeout=HEADER_DEADLINE
+    )
+    server.max_connections = _connection_limit()
+    server.bad_requests = _BadRequestLog(events)
+    return server
 
 
 class _Server(web.Server):
+    #: Set by :func:`create_server`.
+    max_connections: int
+    bad_requests: _BadRequestLog
+
+    def __call__(self) -> RequestHandler:
+        """A connection: aiohttp's handler, with pipdepot's limits and error lines."""
+        return _Connection(self, loop=self._loop, **self._kwargs)
+
     async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aiohttp's signature)
         """Stop, then write the access lines still waiting."""
         await super().shutdown(timeout)
         for batch in _BATCHES.values():
             batch.flush()
+
+
+class _Connection(RequestHandler):
+    """One client connection: refused with a 503 over the limit; a bad request is one log line.
+
+    A request head not complete within ``keepalive_timeout`` (``HEADER_DEADLINE``) closes the
+    connection: aiohttp closes a connection still waiting for its next request then.
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Take the connection, or answer 503 and close it when too many are open."""
+        super().connection_made(transport)
+        server = self._manager
+        if isinstance(server, _Server) and len(server.connections) > server.max_connections:
+            transport.write(_BUSY)  # type: ignore[attr-defined]
+            self.force_close()
+            transport.close()
+
+    def log_exception(self, *args: object, **kw: object) -> None:
+        """A malformed request (the client's fault) is one line, rate-limited; the rest as aiohttp logs it."""
+        exc = kw.get("exc_info")
+        server = self._manager
+        if isinstance(exc, HttpProcessingError) and isinstance(server, _Server):
+            peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+            server.bad_requests.add(peer[0] if peer else "?", exc)
+            return
+        super().log_exception(*args, **kw)
+
+
+class _BadRequestLog:
+    """At most ``_BAD_REQUEST_LINES`` lines per window; at its end, one line for how many more there were."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self._window = -_BAD_REQUEST_WINDOW_S
+        self._logged = 0
+        self._dropped = 0
+
+    def add(self, peer: str, exc: HttpProcessingError) -> None:
+        now = time.monotonic()
+        if now - self._window >= _BAD_REQUEST_WINDOW_S:
+            self._window, self._logged = now, 0
+        if self._logged < _BAD_REQUEST_LINES:
+            self._logged += 1
+            self.logger.warning(
+                "bad request from %s: %s", peer, one_line(exc.message or type(exc).__name__, 120)
+            )
+            return
+        if not self._dropped:
+            asyncio.get_running_loop().call_later(self._window + _BAD_REQUEST_WINDOW_S - now, self._summary)
+        self._dropped += 1
+
+    def _summary(self) -> None:
+        self.logger.warning(
+            "%d more bad requests in %.0f s, not logged one by one", self._dropped, _BAD_REQUEST_WINDOW_S
+        )
+        self._dropped = 0
+
+
+def _connection_limit() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return _MAX_CONNECTIONS
+    return max(16, min(_MAX_CONNECTIONS, soft - _SPARE_DESCRIPTORS))
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -207,7 +300,7 @@ class _Routes:
         try:
             found = await self.mirror.page(name, fmt, encoding)
         except UpstreamError as exc:
-            return _text(502, f"upstream unavailable and {name} is not cached: {exc}")
+            return _bad_gateway(f"upstream unavailable and {name} is not cached", exc)
         if found is None:
             return _text(404, f"no project named {name}")
         page, cache = found
@@ -268,7 +361,7 @@ class _Routes:
             await download.done.wait()
             hit = await self.mirror.local_file(name, entry)
             if hit is None:
-                return _text(502, f"download failed: {download.error}")
+                return _bad_gateway(f"download of {entry['filename']} failed", download.error)
             return self.send(request, hit.path, hit.size, "miss")
         return await self.stream(request, path, download)
 
@@ -279,7 +372,7 @@ class _Routes:
         try:
             partial = await self.mirror.partial(entry, request.headers["Range"])
         except UpstreamError as exc:
-            return _text(502, f"upstream did not answer: {exc}")
+            return _bad_gateway(f"upstream did not answer for {entry['filename']}", exc)
         if partial is None:
             return None
         headers = {**_file_headers("pass"), "Content-Type": "application/octet-stream"}
@@ -310,7 +403,7 @@ class _Routes:
         try:
             data = await self.mirror.metadata(name, entry)
         except (UpstreamError, IntegrityError) as exc:
-            return _text(502, f"metadata unavailable: {exc}")
+            return _bad_gateway(f"metadata of {entry['filename']} unavailable", exc)
         if data is None:
             return _text(404, "no metadata for this file")
         headers = {**_file_headers("hit"), "Content-Type": "application/octet-stream"}
@@ -375,3 +468,14 @@ def _not_acceptable() -> web.StreamResponse:
 
 def _text(status: int, message: str, headers: dict[str, str] | None = None) -> web.StreamResponse:
     return web.Response(status=status, text=message + "\n", headers=headers)
+
+
+def _bad_gateway(what: str, cause: BaseException | None) -> web.StreamResponse:
+    """A 502 that says what failed, in one line: in the body, the log, and the reason phrase.
+
+    pip hides a 502's body ("from versions: none") but shows the reason phrase with ``-v``.
+    """
+    reason = one_line(f"{what}: {cause}" if cause is not None else what, 300)
+    events.warning("502: %s", reason)
+    short = one_line(str(cause) if cause is not None else what, 150)
+    return web.Response(status=502, reason=f"Bad Gateway ({short})", text=reason + "\n")

@@ -162,6 +162,8 @@ def config_toml(settings: ServeSettings) -> str:
         "offline": settings.offline,
         "ttl": settings.ttl,
         "upstream-timeout": settings.upstream_timeout,
+        "upstream-deadline": settings.upstream_deadline,
+        "upstream-min-rate": settings.upstream_min_rate,
     }
     defaults: dict[str, object] = {
         "mirror-urls": [s.value for s in plan.mirror_urls],

@@ -73,7 +73,10 @@ async def _serve(settings: ServeSettings) -> None:
         writer=True,
         upstreams=() if settings.offline else settings.upstreams,
         upstream_timeout=settings.upstream_timeout,
+        upstream_deadline=settings.upstream_deadline,
+        upstream_min_rate=settings.upstream_min_rate,
         ttl=settings.ttl,
+        read_only_ok=settings.offline,
     ) as mirror:
         describe: dict[str, object] = {
             "mirror_dir": str(settings.mirror_dir),
@@ -96,6 +99,8 @@ async def _serve(settings: ServeSettings) -> None:
             await runner.cleanup()
             raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from exc
         _announce(settings, _process_age())
+        if settings.offline and not os.access(settings.mirror_dir, os.W_OK):
+            logger.info("the mirror directory cannot be written: serving it read-only")
         notify("READY=1", os.environ)  # systemd's Type=notify: started units wait for this
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -22,7 +22,7 @@ from pipdepot.core.upstream import UpstreamClient
 from pipdepot.core.web import create_server
 from pipdepot.errors import ConfigError
 from pipdepot.storage.filesystem import FilesystemStore
-from pipdepot.storage.lock import writer_lock
+from pipdepot.storage.lock import ReadOnlyMirrorError, writer_lock
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -45,20 +45,30 @@ async def open_mirror(  # noqa: PLR0913 (keyword-only settings of one mirror)
     writer: bool,
     upstreams: tuple[str, ...] = (),
     upstream_timeout: float = 10.0,
+    upstream_deadline: float = 30.0,
+    upstream_min_rate: int = 8 * 1024,
     ttl: float = 600.0,
     fresh_after: float = 0.0,
     view: View | None = None,
+    read_only_ok: bool = False,
 ) -> AsyncIterator[Mirror]:
     """The mirror at ``mirror_dir``, online when given ``upstreams``.
 
     A ``writer`` holds the directory's lock for ``purpose``; a reader must change nothing
-    (offline, and ``view`` shapes what its pages list).
+    (offline, and ``view`` shapes what its pages list). With ``read_only_ok`` (an offline
+    server), a directory that cannot be written at all is opened as a reader: read-only media
+    and read-only bind mounts are how an air-gapped machine gets its mirror.
 
     :raises ConfigError: the directory is unusable, or (writer) another process writes to it.
     """
     async with contextlib.AsyncExitStack() as stack:
         if writer:
-            stack.enter_context(writer_lock(mirror_dir, purpose))
+            try:
+                stack.enter_context(writer_lock(mirror_dir, purpose))
+            except ReadOnlyMirrorError:
+                if not read_only_ok or upstreams:
+                    raise
+                writer = False
         store = _open_store(mirror_dir, writer=writer)
         client = None
         if upstreams:
@@ -66,11 +76,15 @@ async def open_mirror(  # noqa: PLR0913 (keyword-only settings of one mirror)
             session = await stack.enter_async_context(
                 aiohttp.ClientSession(connector=connector, headers={"User-Agent": f"pipdepot/{__version__}"})
             )
-            client = UpstreamClient(session, timeout=upstream_timeout)
+            client = UpstreamClient(
+                session, timeout=upstream_timeout, deadline=upstream_deadline, min_rate=upstream_min_rate
+            )
         mirror = Mirror(
             store, client, upstreams, ttl=ttl, metrics=Metrics(), fresh_after=fresh_after, view=view
         )
         await mirror.start()
+        if writer:
+            await mirror.recover()
         try:
             yield mirror
         finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipdepot.core.digests import file_sha256
-from pipdepot.core.store import STATE_DIR, IntegrityError, StoredFile, StoreKey
+from pipdepot.core.store import COMMIT_MARKER, STATE_DIR, IntegrityError, StoredFile, StoreKey
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -33,7 +33,8 @@ class FilesystemStore:
         if writer:
             self._spool.mkdir(parents=True, exist_ok=True)
             for leftover in self._spool.iterdir():  # a killed download never becomes a file
-                leftover.unlink(missing_ok=True)
+                if not leftover.name.startswith(COMMIT_MARKER):  # the mirror reads those first
+                    leftover.unlink(missing_ok=True)
 
     def _path(self, key: StoreKey) -> Path:
         parts = key.split("/")

@@ -11,6 +11,7 @@ every file is replaced atomically.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from typing import TYPE_CHECKING
@@ -22,17 +23,25 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-__all__ = ["writer_lock"]
+__all__ = ["ReadOnlyMirrorError", "writer_lock"]
 
 
 def __dir__() -> list[str]:
     return __all__
 
 
+class ReadOnlyMirrorError(ConfigError):
+    """The mirror directory cannot be written at all: read-only media or mount, or no permission."""
+
+
+_READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
 @contextlib.contextmanager
 def writer_lock(mirror_dir: Path, purpose: str) -> Iterator[None]:
     """Hold the mirror's writer lock for ``purpose`` (``pipdepot sync``), or fail at once.
 
+    :raises ReadOnlyMirrorError: the directory exists but cannot be written.
     :raises ConfigError: the directory cannot be used, or another process writes to it.
     """
     path = mirror_dir / STATE_DIR / "lock"
@@ -40,6 +49,8 @@ def writer_lock(mirror_dir: Path, purpose: str) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)  # the mirror directory too, on first use
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
+        if exc.errno in _READ_ONLY and mirror_dir.is_dir():
+            raise ReadOnlyMirrorError(f"mirror directory {mirror_dir}: {exc.strerror}") from exc
         raise ConfigError(f"mirror directory {mirror_dir}: {exc.strerror}") from exc
     try:
         try:

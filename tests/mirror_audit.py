@@ -1,0 +1,98 @@
+"""Audit a whole mirror directory: what its records say against what is on disk.
+
+Used after SIGKILLs: every recorded file present with its size and sha256 (and its metadata
+file's), each project's ``index.html`` listing exactly the recorded files, the root listing
+exactly the projects that have files, no file under ``packages/`` that no record names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipdepot.core.project import local_path_of
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+_HREF = re.compile(r'href="([^"#]+)(?:#sha256=([0-9a-f]{64}))?"')
+
+
+@dataclass
+class Audit:
+    files: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def audit_mirror(mirror: Path) -> Audit:
+    """Every disagreement between the records, the static tree and the files on disk."""
+    audit = Audit()
+    recorded: set[Path] = set()
+    projects: set[str] = set()
+    for record_path in sorted((mirror / ".pipdepot" / "local").glob("*.json")):
+        record = json.loads(record_path.read_bytes())
+        if record.get("local"):
+            projects.add(record["name"])
+            recorded |= _audit_project(mirror, record["name"], record["local"], audit)
+    packages = mirror / "packages"
+    for path in packages.rglob("*") if packages.is_dir() else []:
+        if path.is_file() and path not in recorded:
+            audit.problems.append(f"orphan: {path.relative_to(mirror)}")
+    trees = {p.parent.name for p in mirror.glob("*/index.html") if p.parent.name != "packages"}
+    if trees != projects:
+        audit.problems.append(f"project pages {sorted(trees)} but projects with files {sorted(projects)}")
+    root = mirror / "index.html"
+    listed_projects = set(re.findall(r'href="([^"/]+)/"', root.read_text())) if root.exists() else set()
+    if listed_projects != projects:
+        audit.problems.append(f"root lists {sorted(listed_projects)}, projects with files {sorted(projects)}")
+    return audit
+
+
+def _audit_project(mirror: Path, name: str, local: dict[str, Any], audit: Audit) -> set[Path]:
+    """The paths of the project's recorded files (and metadata files), each checked."""
+    listed = _tree_listing(mirror, name, audit)
+    paths: set[Path] = set()
+    for filename, info in local.items():
+        url = (info.get("entry") or {}).get("url", "")
+        path = mirror / local_path_of(url, filename).removeprefix("/")
+        paths.add(path)
+        audit.files += 1
+        _check_file(path, info["size"], info["sha256"], audit)
+        if listed.pop(path, None) != info["sha256"]:
+            audit.problems.append(f"{name}/index.html does not list {filename} with its sha256")
+        if info.get("metadata_sha256"):
+            metadata = path.with_name(path.name + ".metadata")
+            paths.add(metadata)
+            _check_file(metadata, None, info["metadata_sha256"], audit)
+    audit.problems.extend(f"{name}/index.html lists {path.name}, not recorded" for path in listed)
+    return paths
+
+
+def _tree_listing(mirror: Path, name: str, audit: Audit) -> dict[Path, str | None]:
+    page = mirror / name / "index.html"
+    if not page.exists():
+        audit.problems.append(f"{name} has files but no index.html")
+        return {}
+    listing: dict[Path, str | None] = {}
+    for href, sha in _HREF.findall(page.read_text()):
+        listing[(page.parent / href).resolve()] = sha or None
+    return {_unresolve(mirror, path): sha for path, sha in listing.items()}
+
+
+def _unresolve(mirror: Path, path: Path) -> Path:
+    return mirror / path.relative_to(mirror.resolve())
+
+
+def _check_file(path: Path, size: int | None, sha256: str, audit: Audit) -> None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        audit.problems.append(f"missing: {path.name}")
+        return
+    if size is not None and len(data) != size:
+        audit.problems.append(f"wrong size: {path.name} ({len(data)}, recorded {size})")
+    elif hashlib.sha256(data).hexdigest() != sha256:
+        audit.problems.append(f"corrupt: {path.name}")
