@@ -23,7 +23,6 @@ import logging
 import shutil
 import tempfile
 import time
-import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from pipdepot.core.archive import MEMBER_LIMIT, ArchiveError, wheel_metadata
 from pipdepot.core.download import Download
 from pipdepot.core.pages import (
     CONTENT_TYPES,
@@ -732,9 +732,13 @@ class Mirror:
         declared = entry.get("core-metadata")
         if declared and self.client is not None:
             expected = declared.get("sha256") if isinstance(declared, dict) else None
-            data = b"".join([chunk async for chunk in self.client.stream(entry["url"] + ".metadata")])
-            await self.store.put(key, data, sha256=expected)
-            return data
+            data = bytearray()
+            async for chunk in self.client.stream(entry["url"] + ".metadata"):
+                data += chunk
+                if len(data) > MEMBER_LIMIT:  # as for an extracted METADATA: never held whole
+                    raise UpstreamError(f"{entry['filename']}.metadata is over {MEMBER_LIMIT} bytes")
+            await self.store.put(key, bytes(data), sha256=expected)
+            return bytes(data)
         if not entry["filename"].endswith(".whl"):
             return None
         state = await self._load_local(name)
@@ -898,10 +902,13 @@ def _key_of(entry: FileEntry) -> StoreKey:
 
 
 def _extract_metadata(path: Path) -> bytes | None:
-    """``*.dist-info/METADATA`` of a wheel, byte for byte."""
+    """``*.dist-info/METADATA`` of a wheel, byte for byte; ``None`` when it cannot be offered.
+
+    A wheel with the right sha256 is a valid file even when its METADATA is too large or
+    cannot be inflated: it is served, with no PEP 658 file (clients read the wheel itself).
+    """
     try:
-        with zipfile.ZipFile(path) as wheel:
-            names = [n for n in wheel.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-            return wheel.read(names[0]) if len(names) == 1 else None
-    except (zipfile.BadZipFile, OSError, KeyError):
+        return wheel_metadata(path)
+    except (ArchiveError, OSError) as exc:
+        logger.warning("no metadata offered for %s: %s", path.name, exc)
         return None
