@@ -38,7 +38,7 @@ MEMBER_LIMIT = 4 * 1024 * 1024
 #: The most bytes of one tar header (pax extended header, GNU long name): tarfile reads them whole.
 HEADER_LIMIT = 1024 * 1024
 #: The most tar members looked at: tarfile keeps an object per member it has read.
-MAX_TAR_MEMBERS = 200_000
+MAX_TAR_MEMBERS = 100_000
 _EXTENDED = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
 _LONG = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
 _CHUNK = 1024 * 1024
