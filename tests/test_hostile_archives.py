@@ -264,7 +264,8 @@ def bad_url(manifest: dict[str, Any]) -> None:
 
 
 def traversal(manifest: dict[str, Any]) -> None:
-    second(manifest)["path"] = "../../x"
+    """``app``'s wheel at ``../../x`` (its member renamed to match)."""
+    manifest["projects"]["app"]["files"][0]["path"] = "../../x"
 
 
 def other_project(manifest: dict[str, Any]) -> None:
