@@ -109,6 +109,8 @@ class ZipReader:
             raise ZipError(f"{member.name}: compression method {member.method} is not supported")
         if member.size > limit:
             raise ZipTooLarge(f"{member.name} is {member.size} bytes, over the limit of {limit}")
+        if self._concat + member.offset + _LOCAL.size > self._end:
+            raise ZipError(f"{member.name}: its offset is past the end of the archive")
         self._stream.seek(self._concat + member.offset)
         header = self._exactly(_LOCAL.size, member.name)
         signature, *_, name_length, extra_length = _LOCAL.unpack(header)
@@ -126,7 +128,7 @@ class ZipReader:
 
     def _directory(self) -> tuple[int, int, int, int]:
         """Offset, size and entry count of the central directory, and bytes prepended to the archive."""
-        end = self._stream.seek(0, 2)
+        end = self._end = self._stream.seek(0, 2)
         start = max(0, end - _EOCD.size - _MAX_COMMENT)
         self._stream.seek(start)
         tail = self._stream.read(end - start)
@@ -140,6 +142,8 @@ class ZipReader:
         locator = tail[at - _EOCD64_LOCATOR.size : at] if at >= _EOCD64_LOCATOR.size else b""
         if locator.startswith(b"PK\x06\x07"):
             _, _, eocd64, _ = _EOCD64_LOCATOR.unpack(locator)
+            if eocd64 + _EOCD64.size > end:
+                raise ZipError("damaged zip64 end of central directory")
             self._stream.seek(eocd64)
             record = self._stream.read(_EOCD64.size)
             if len(record) != _EOCD64.size or not record.startswith(b"PK\x06\x06"):
