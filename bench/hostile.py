@@ -89,6 +89,7 @@ def serve_case(work: Path, wheel: Path, requests: int) -> str:
         if depot.process is None:
             raise RuntimeError("serve is not running")
         status_text = (depot.mirror / project / "index.html").exists()
+        on_disk = len(list((depot.mirror / "packages").rglob(wheel.name)))
         peak = _vmhwm(depot.process.pid)
     finally:
         depot.stop()
@@ -98,7 +99,8 @@ def serve_case(work: Path, wheel: Path, requests: int) -> str:
     return (
         f"{good}/{requests} correct bodies; {upstream.file_hits()} upstream fetches; "
         f".metadata {status} ({len(body)} bytes); advertised: {'core-metadata' in entry}; "
-        f"listed in the tree: {status_text}; {tracebacks} tracebacks in the log | {peak} MiB"
+        f"listed in the tree: {status_text}; on disk: {on_disk}; "
+        f"{tracebacks} tracebacks in the log | {peak} MiB"
     )
 
 
@@ -169,6 +171,7 @@ def main() -> int:
             "400 MB PKG-INFO tar bomb": hostile.tar_bomb_sdist(work / "d", "tarbomb", "1.0", 400 * MiB),
             "400 MB pax header": hostile.pax_bomb_sdist(work / "e", "paxbomb", "1.0", 400 * MiB),
             "500,000 members": hostile.many_members_sdist(work / "f", "many", "1.0", 500_000),
+            "256 MiB GNU sparse map": hostile.sparse_map_bomb_sdist(work / "g", "sparse", "1.0", 256 * MiB),
         }
         print("| target | case | file | observed | peak RSS |")
         print("|---|---|---|---|---|")

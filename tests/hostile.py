@@ -157,6 +157,30 @@ def many_members_sdist(directory: Path, name: str, version: str, members: int) -
     return path
 
 
+def sparse_map_bomb_sdist(directory: Path, name: str, version: str, inflated: int) -> Path:
+    """An sdist whose PKG-INFO is a GNU sparse 1.0 file with an endless map (tarfile keeps every number)."""
+    path = directory / f"{name}-{version}.tar.gz"
+    directory.mkdir(parents=True, exist_ok=True)
+    info = tarfile.TarInfo(f"{name}-{version}/GNUSparseFile.0/PKG-INFO")
+    info.size = inflated
+    info.pax_headers = {
+        "GNU.sparse.major": "1",
+        "GNU.sparse.minor": "0",
+        "GNU.sparse.name": f"{name}-{version}/PKG-INFO",
+        "GNU.sparse.realsize": "100",
+    }
+    with gzip.open(path, "wb", compresslevel=6) as stream:
+        stream.write(info.tobuf(tarfile.PAX_FORMAT))
+        head = b"999999999999\n"
+        stream.write(head)
+        left = inflated - len(head)
+        while left > 0:
+            stream.write(b"1\n" * (min(_SLICE, left) // 2))
+            left -= _SLICE
+        stream.write(b"\0" * (-inflated % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE))
+    return path
+
+
 class _Spaces(io.RawIOBase):
     """``head``, then spaces up to ``size`` bytes: a file-like source that never holds them all."""
 

@@ -104,7 +104,7 @@ def snapshot(mirror: Path) -> dict[str, str]:
 # -- the hostile files, built once --------------------------------------------------------------
 
 WHEEL_KINDS = ("zip-bomb", "lying-zip-bomb", "corrupt-deflate", "unknown-method")
-SDIST_KINDS = ("tar-bomb", "pax-header-bomb", "many-members")
+SDIST_KINDS = ("tar-bomb", "pax-header-bomb", "many-members", "sparse-map-bomb")
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,7 @@ def hostile_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "tar-bomb": hostile.tar_bomb_sdist(directory / "5", "tarbomb", "1.0", BOMB),
         "pax-header-bomb": hostile.pax_bomb_sdist(directory / "6", "paxbomb", "1.0", 2 * BOMB),
         "many-members": hostile.many_members_sdist(directory / "7", "many", "1.0", 500_000),
+        "sparse-map-bomb": hostile.sparse_map_bomb_sdist(directory / "8", "sparse", "1.0", BOMB),
     }
 
 

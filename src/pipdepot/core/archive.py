@@ -118,6 +118,10 @@ class _BoundedTarInfo(tarfile.TarInfo):
         processed: Self = obj._proc_member(archive)  # type: ignore[attr-defined]  # noqa: SLF001
         return processed
 
+    def _proc_gnusparse_10(self, *_: object) -> None:
+        """GNU sparse 1.0 (named in a pax header): tarfile reads its map from the data unbounded."""
+        raise ArchiveError(f"unreadable tar: {self.name}: sparse members are not supported")
+
 
 def open_tar(path: Path) -> tarfile.TarFile:
     """``path`` opened as a plain or gzip-compressed tar, its headers bounded.
@@ -131,7 +135,9 @@ def open_tar(path: Path) -> tarfile.TarFile:
         compressed = stream.read(2) == b"\x1f\x8b"
     try:
         return tarfile.open(path, "r:gz" if compressed else "r:", tarinfo=_BoundedTarInfo)
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
+    except ArchiveError:
+        raise
+    except (tarfile.TarError, EOFError, zlib.error, RecursionError, ValueError) as exc:
         raise ArchiveError(f"not a readable tar: {_first_line(exc)}") from None
 
 
@@ -144,7 +150,9 @@ def tar_members(archive: tarfile.TarFile, *, limit: int = MAX_TAR_MEMBERS) -> It
     while True:
         try:
             member = archive.next()
-        except (tarfile.TarError, EOFError, zlib.error, OSError, RecursionError) as exc:
+        except ArchiveError:
+            raise
+        except (tarfile.TarError, EOFError, zlib.error, OSError, RecursionError, ValueError) as exc:
             message = "too many nested headers" if isinstance(exc, RecursionError) else _first_line(exc)
             raise ArchiveError(f"unreadable tar: {message}") from None
         archive.members = []  # type: ignore[attr-defined]  # tarfile keeps every member it read
