@@ -216,12 +216,14 @@ def rewrite_export(
     extra: tuple[tuple[str, int], ...] = (),
     grow: dict[str, int] | None = None,
     rename: tuple[str, str] = ("", ""),
+    raw_manifest: bytes | None = None,
 ) -> Path:
     """A copy of the export ``source``, made hostile.
 
     Its manifest changed in place by ``manifest``, ``extra`` members of spaces appended (name,
     size), members ending in a key of ``grow`` given that many more bytes than the manifest
-    declares, and ``rename[0]`` replaced by ``rename[1]`` in member names.
+    declares, ``rename[0]`` replaced by ``rename[1]`` in member names, and the manifest replaced by
+    ``raw_manifest``.
     """
     compressed = target.name.endswith(".gz")
     with tarfile.open(source) as original, tarfile.open(target, "w:gz" if compressed else "w") as out:
@@ -232,6 +234,8 @@ def rewrite_export(
                 loaded = json.loads(data)
                 manifest(loaded)
                 data = json.dumps(loaded).encode()
+            if member.name == "pipdepot-export.json" and raw_manifest is not None:
+                data = raw_manifest
             for suffix, more in (grow or {}).items():
                 if member.name.endswith(suffix):
                     data += b" " * more

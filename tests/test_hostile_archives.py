@@ -297,6 +297,7 @@ HOSTILE_EXPORTS: dict[str, dict[str, Any]] = {
     "a wheel under another project": {"manifest": other_project},
     "a wheel under another version": {"manifest": other_version, "rename": ("lib-1.0", "lib-9.0")},
     "a size that is not a number": {"manifest": lying_metadata},
+    "a manifest nested 100,000 deep": {"raw_manifest": b"[" * 100_000 + b"]" * 100_000},
     "a 256 MiB member no entry names": {"extra": (("files/packages/+local/lib/zz-1.0.tar.gz", 256 * MiB),)},
     "a member 64 MiB larger than declared": {"grow": {"lib-1.0-py3-none-any.whl": 64 * MiB}},
 }

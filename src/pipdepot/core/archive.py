@@ -118,9 +118,10 @@ class _BoundedTarInfo(tarfile.TarInfo):
         processed: Self = obj._proc_member(archive)  # type: ignore[attr-defined]  # noqa: SLF001
         return processed
 
-    def _proc_gnusparse_10(self, *_: object) -> None:
+    def _proc_gnusparse_10(self, member: tarfile.TarInfo, pax_headers: dict[str, str], *_: object) -> None:
         """GNU sparse 1.0 (named in a pax header): tarfile reads its map from the data unbounded."""
-        raise ArchiveError(f"unreadable tar: {self.name}: sparse members are not supported")
+        name = pax_headers.get("GNU.sparse.name", member.name)
+        raise ArchiveError(f"unreadable tar: {name}: sparse members are not supported")
 
 
 def open_tar(path: Path) -> tarfile.TarFile:

@@ -235,8 +235,8 @@ def _unpack(archive_path: Path, spool: Path) -> tuple[list[Record], dict[str, _S
                 staged[key] = _stage(archive, member, spool / str(len(staged)) / key.rsplit("/", 1)[-1])
     except ArchiveError as exc:
         raise MirrorError(f"cannot read {archive_path}: {exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise MirrorError(f"{archive_path}: its manifest is not JSON") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise MirrorError(f"{archive_path}: its manifest is not JSON (or nested too deep)") from None
     except ManifestError as exc:
         raise MirrorError(f"{archive_path}: manifest: {exc}") from None
     except OSError as exc:
@@ -247,7 +247,11 @@ def _unpack(archive_path: Path, spool: Path) -> tuple[list[Record], dict[str, _S
 def _check_member(
     archive_path: Path, member: tarfile.TarInfo, wanted: dict[str, int], staged: dict[str, _Staged]
 ) -> None:
-    """:raises MirrorError: the manifest does not name it, names it once, or declares another size."""
+    """Refuse a member before its bytes are read.
+
+    :raises MirrorError: the manifest does not name it, it comes twice, is no regular file, or its
+        size is not the one the manifest says.
+    """
     name = member.name
     if name not in wanted:
         raise MirrorError(f"{archive_path}: member {name!r} is not in its manifest")
