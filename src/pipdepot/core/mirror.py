@@ -737,8 +737,9 @@ class Mirror:
                 data += chunk
                 if len(data) > MEMBER_LIMIT:  # as for an extracted METADATA: never held whole
                     raise UpstreamError(f"{entry['filename']}.metadata is over {MEMBER_LIMIT} bytes")
-            await self.store.put(key, bytes(data), sha256=expected)
-            return bytes(data)
+            body = bytes(data)
+            await self.store.put(key, body, sha256=expected)
+            return body
         if not entry["filename"].endswith(".whl"):
             return None
         state = await self._load_local(name)
