@@ -13,6 +13,7 @@ import html
 import json
 import threading
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -67,11 +68,7 @@ class FakeUpstream:
             name = canonicalize_name(parse_sdist_filename(path.name)[0])
         data = path.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
-        metadata = None
-        if path.name.endswith(".whl"):
-            with zipfile.ZipFile(path) as wheel:
-                member = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
-                metadata = wheel.read(member)
+        metadata = _wheel_metadata(path) if path.name.endswith(".whl") else None
         dist = Dist(
             path,
             sha,
@@ -219,6 +216,18 @@ class FakeUpstream:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._loop = None
+
+
+def _wheel_metadata(path: Path) -> bytes | None:
+    """The wheel's METADATA; ``None`` for a hostile wheel (too large, undecodable): nothing offered."""
+    with zipfile.ZipFile(path) as wheel:
+        member = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+        if wheel.getinfo(member).file_size > 1024 * 1024:
+            return None
+        try:
+            return wheel.read(member)
+        except (zipfile.BadZipFile, NotImplementedError, zlib.error):
+            return None
 
 
 def _version_of(filename: str) -> Version:

@@ -200,20 +200,28 @@ def test_an_sdist_without_top_level_pkg_info_is_refused(tmp_path: Path, members:
 def test_a_corrupt_wheel_is_refused(tmp_path: Path) -> None:
     wheel = tmp_path / "foo-1.0-py3-none-any.whl"
     wheel.write_bytes(b"PK\x03\x04 this is not really a zip file")
-    assert refusal(wheel) == "foo-1.0-py3-none-any.whl: unreadable archive: File is not a zip file"
+    assert (
+        refusal(wheel)
+        == "foo-1.0-py3-none-any.whl: unreadable archive: not a zip archive (no end of central directory)"
+    )
 
 
 def test_a_truncated_wheel_is_refused(tmp_path: Path) -> None:
     wheel = build_wheel(tmp_path, "foo", "1.0")
     data = wheel.read_bytes()
     wheel.write_bytes(data[: len(data) // 2])
-    assert refusal(wheel) == "foo-1.0-py3-none-any.whl: unreadable archive: File is not a zip file"
+    assert (
+        refusal(wheel)
+        == "foo-1.0-py3-none-any.whl: unreadable archive: not a zip archive (no end of central directory)"
+    )
 
 
 def test_a_corrupt_zip_sdist_is_refused(tmp_path: Path) -> None:
     sdist = tmp_path / "foo-1.0.zip"
     sdist.write_bytes(b"not a zip at all")
-    assert refusal(sdist) == "foo-1.0.zip: unreadable archive: File is not a zip file"
+    assert (
+        refusal(sdist) == "foo-1.0.zip: unreadable archive: not a zip archive (no end of central directory)"
+    )
 
 
 def test_a_corrupt_tar_sdist_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -312,4 +320,6 @@ def test_a_corrupt_zip_sdist_has_no_build_requirements_to_read(tmp_path: Path) -
     sdist.write_bytes(b"not a zip")
     with pytest.raises(InvalidDistribution) as caught:
         build_requirements(sdist)
-    assert str(caught.value) == "foo-1.0.zip: unreadable sdist: File is not a zip file"
+    assert (
+        str(caught.value) == "foo-1.0.zip: unreadable sdist: not a zip archive (no end of central directory)"
+    )

@@ -7,13 +7,11 @@ reject after download, is refused up front.
 
 from __future__ import annotations
 
-import tarfile
 import tomllib
-import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from packaging.metadata import parse_email
+from packaging.metadata import RawMetadata, parse_email
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -23,6 +21,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from pipdepot.core.archive import MEMBER_LIMIT, ArchiveError, MemberTooLarge, sdist_member, wheel_metadata
 from pipdepot.core.digests import file_sha256
 
 if TYPE_CHECKING:
@@ -30,7 +29,13 @@ if TYPE_CHECKING:
 
     from pipdepot.core.names import NormalizedName
 
-__all__ = ["InvalidDistribution", "LocalDistribution", "build_requirements", "inspect_distribution"]
+__all__ = [
+    "InvalidDistribution",
+    "LocalDistribution",
+    "build_requirements",
+    "check_metadata",
+    "inspect_distribution",
+]
 
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
 #: What pip installs to build an sdist that names no build system (PEP 517's fallback).
@@ -79,20 +84,13 @@ def inspect_distribution(path: Path) -> LocalDistribution:
         raise InvalidDistribution(f"{filename}: {exc}") from None
     try:
         metadata = reader(path)
-    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, KeyError) as exc:
-        raise InvalidDistribution(f"{filename}: unreadable archive: {_first_line(exc)}") from None
-    raw, _ = parse_email(metadata)
-    inner_name, inner_version = raw.get("name"), raw.get("version")
-    if inner_name is None or canonicalize_name(inner_name) != name:
-        raise InvalidDistribution(f"{filename}: its metadata names project {inner_name!r}, not {name!r}")
-    try:
-        same_version = inner_version is not None and Version(inner_version) == version
-    except InvalidVersion:
-        same_version = False
-    if not same_version:
+    except MemberTooLarge:
         raise InvalidDistribution(
-            f"{filename}: its metadata says version {inner_version!r}, not {str(version)!r}"
-        )
+            f"{filename}: its metadata is larger than {MEMBER_LIMIT // (1024 * 1024)} MiB"
+        ) from None
+    except (OSError, ArchiveError) as exc:
+        raise InvalidDistribution(f"{filename}: unreadable archive: {_first_line(exc)}") from None
+    raw = _agreeing(filename, name, version, metadata)
     sha256, size = file_sha256(path)
     return LocalDistribution(
         path=path,
@@ -106,16 +104,47 @@ def inspect_distribution(path: Path) -> LocalDistribution:
     )
 
 
+def check_metadata(filename: str, metadata: bytes) -> None:
+    """Check that ``metadata`` (a PEP 658 file) names the project and version ``filename`` does.
+
+    :raises InvalidDistribution: the filename does not parse, or the metadata disagrees.
+    """
+    try:
+        if filename.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(filename)
+        else:
+            name, version = parse_sdist_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename) as exc:
+        raise InvalidDistribution(f"{filename}: {exc}") from None
+    _agreeing(filename, name, version, metadata)
+
+
+def _agreeing(filename: str, name: NormalizedName, version: Version, metadata: bytes) -> RawMetadata:
+    """The parsed metadata, after checking it names ``name`` and ``version``."""
+    raw, _ = parse_email(metadata)
+    inner_name, inner_version = raw.get("name"), raw.get("version")
+    if inner_name is None or canonicalize_name(inner_name) != name:
+        raise InvalidDistribution(f"{filename}: its metadata names project {inner_name!r}, not {name!r}")
+    try:
+        same_version = inner_version is not None and Version(inner_version) == version
+    except InvalidVersion:
+        same_version = False
+    if not same_version:
+        raise InvalidDistribution(
+            f"{filename}: its metadata says version {inner_version!r}, not {str(version)!r}"
+        )
+    return raw
+
+
 def _wheel_metadata(path: Path) -> bytes:
-    with zipfile.ZipFile(path) as wheel:
-        found = [n for n in wheel.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-        if len(found) != 1:
-            raise InvalidDistribution(f"{path.name}: a wheel needs exactly one *.dist-info/METADATA")
-        return wheel.read(found[0])
+    data = wheel_metadata(path)
+    if data is None:
+        raise InvalidDistribution(f"{path.name}: a wheel needs exactly one *.dist-info/METADATA")
+    return data
 
 
 def _sdist_metadata(path: Path) -> bytes:
-    data = _sdist_member(path, "PKG-INFO")
+    data = sdist_member(path, "PKG-INFO")
     if data is None:
         raise InvalidDistribution(f"{path.name}: an sdist needs <name>-<version>/PKG-INFO")
     return data
@@ -129,36 +158,15 @@ def build_requirements(path: Path) -> list[str]:
     :raises InvalidDistribution: the archive cannot be read.
     """
     try:
-        data = _sdist_member(path, "pyproject.toml")
+        data = sdist_member(path, "pyproject.toml")
         if data is None:
             return list(_LEGACY_BUILD)
         system = tomllib.loads(data.decode()).get("build-system")
-    except (
-        OSError,
-        EOFError,
-        zipfile.BadZipFile,
-        tarfile.TarError,
-        UnicodeDecodeError,
-        tomllib.TOMLDecodeError,
-    ) as exc:
+    except (OSError, ArchiveError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InvalidDistribution(f"{path.name}: unreadable sdist: {_first_line(exc)}") from None
     if not isinstance(system, dict) or "requires" not in system:
         return list(_LEGACY_BUILD)
     return [str(r) for r in system["requires"]]
-
-
-def _sdist_member(path: Path, name: str) -> bytes | None:
-    """``<top>/<name>`` of an sdist, or ``None``."""
-    if path.name.endswith(".zip"):
-        with zipfile.ZipFile(path) as archive:
-            found = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/" + name)]
-            return archive.read(found[0]) if found else None
-    with tarfile.open(path, "r:*") as archive:
-        for member in archive:
-            if member.isfile() and member.name.count("/") == 1 and member.name.endswith("/" + name):
-                stream = archive.extractfile(member)
-                return stream.read() if stream is not None else None
-    return None
 
 
 def _first_line(exc: BaseException) -> str:

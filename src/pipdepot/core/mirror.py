@@ -23,7 +23,6 @@ import logging
 import shutil
 import tempfile
 import time
-import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from pipdepot.core.archive import MEMBER_LIMIT, ArchiveError, wheel_metadata
 from pipdepot.core.download import Download
 from pipdepot.core.pages import (
     CONTENT_TYPES,
@@ -97,8 +97,6 @@ _STATE_FILES = 3_000
 _PAGE_HEAD_READS = (16 * 1024, 256 * 1024)
 #: Local records kept in memory (a few entries each).
 _RECORDS = 4096
-#: Upstream's metadata files are read whole: larger than any real one (a few KiB to a few hundred) is refused.
-_METADATA_LIMIT = 16 * 1024 * 1024
 
 
 def __dir__() -> list[str]:
@@ -756,7 +754,8 @@ class Mirror:
         declared = entry.get("core-metadata")
         if declared and self.client is not None:
             expected = declared.get("sha256") if isinstance(declared, dict) else None
-            data = await self.client.fetch_small(entry["url"] + ".metadata", limit=_METADATA_LIMIT)
+            # as for an extracted METADATA: never more than MEMBER_LIMIT held
+            data = await self.client.fetch_small(entry["url"] + ".metadata", limit=MEMBER_LIMIT)
             await self.store.put(key, data, sha256=expected)
             return data
         if not entry["filename"].endswith(".whl"):
@@ -922,10 +921,13 @@ def _key_of(entry: FileEntry) -> StoreKey:
 
 
 def _extract_metadata(path: Path) -> bytes | None:
-    """``*.dist-info/METADATA`` of a wheel, byte for byte."""
+    """``*.dist-info/METADATA`` of a wheel, byte for byte; ``None`` when it cannot be offered.
+
+    A wheel with the right sha256 is a valid file even when its METADATA is too large or
+    cannot be inflated: it is served, with no PEP 658 file (clients read the wheel itself).
+    """
     try:
-        with zipfile.ZipFile(path) as wheel:
-            names = [n for n in wheel.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-            return wheel.read(names[0]) if len(names) == 1 else None
-    except (zipfile.BadZipFile, OSError, KeyError):
+        return wheel_metadata(path)
+    except (ArchiveError, OSError) as exc:
+        logger.warning("no metadata offered for %s: %s", path.name, exc)
         return None

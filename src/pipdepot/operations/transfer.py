@@ -10,21 +10,26 @@ replace a different file already there, stops it with nothing changed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from pipdepot.core.archive import MEMBER_LIMIT, ArchiveError, open_tar, read_tar_member, tar_members
 from pipdepot.core.digests import file_sha256
+from pipdepot.core.distribution import InvalidDistribution, check_metadata, inspect_distribution
+from pipdepot.core.manifest import FORMAT, MANIFEST, ManifestError, Record, read_manifest
 from pipdepot.core.mirror import ImportedFile, Origin
 from pipdepot.core.names import normalize_project
 from pipdepot.core.project import LocalFile
-from pipdepot.core.store import StoreKey
+from pipdepot.core.store import IntegrityError, StoreKey
 from pipdepot.errors import MirrorError
 from pipdepot.operations.session import open_mirror
 
@@ -34,9 +39,9 @@ if TYPE_CHECKING:
 
 __all__ = ["TransferReport", "export_mirror", "import_mirror"]
 
-MANIFEST = "pipdepot-export.json"
-_FORMAT = 1
 _CHUNK = 1 << 20
+#: The largest manifest read (about 30,000 files' entries): it is parsed whole.
+_MANIFEST_LIMIT = 32 * 1024 * 1024
 
 
 def __dir__() -> list[str]:
@@ -62,7 +67,7 @@ async def export_mirror(mirror_dir: Path, out: Path, *, only: set[str] | None = 
     """
     report = TransferReport()
     async with open_mirror(mirror_dir, purpose="pipdepot export", writer=False) as mirror:
-        manifest: dict[str, Any] = {"format": _FORMAT, "projects": {}}
+        manifest: dict[str, Any] = {"format": FORMAT, "projects": {}}
         members: list[tuple[str, Path, str | None]] = []
         for listed in mirror.local_projects():
             name = normalize_project(listed)
@@ -175,108 +180,183 @@ def _add_verified(archive: tarfile.TarFile, key: str, path: Path, sha256: str | 
 
 
 async def import_mirror(archive_path: Path, mirror_dir: Path) -> TransferReport:
-    """Add the files of an export archive to the mirror at ``mirror_dir``.
+    """Add the files of an export archive to the mirror at ``mirror_dir``, all of them or none.
 
-    :raises MirrorError: the archive is unreadable or damaged, or conflicts with the mirror;
-        then the mirror is unchanged.
+    The manifest is checked whole first; then only the members it names are unpacked into
+    the spool, each no larger than it says; every file is hashed and checked as ``add``
+    checks it, and against the mirror, before the first one is moved in.
+
+    :raises MirrorError: the archive is unreadable, damaged or lies, or conflicts with the
+        mirror; then the mirror is unchanged.
     """
     report = TransferReport()
     async with open_mirror(mirror_dir, purpose="pipdepot import", writer=True) as mirror:
         spool = Path(tempfile.mkdtemp(dir=mirror.store.spool_directory(), prefix="import-"))
         try:
-            manifest, staged = _unpack(archive_path, spool)
-            for item in await _plan(mirror, manifest, staged, report):
-                await mirror.import_file(item)
-                report.files += 1
-                report.size += item.local.size
-                report.projects.add(item.name)
+            records, staged = await asyncio.to_thread(_unpack, archive_path, spool)
+            await _apply(mirror, await _plan(mirror, records, staged, report), report)
         finally:
             shutil.rmtree(spool, ignore_errors=True)
     return report
 
 
-def _unpack(archive_path: Path, spool: Path) -> tuple[dict[str, Any], dict[str, tuple[Path, str]]]:
-    """The manifest and each member's staged path and sha256."""
-    staged: dict[str, tuple[Path, str]] = {}
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    path: Path
+    sha256: str
+
+
+def _unpack(archive_path: Path, spool: Path) -> tuple[list[Record], dict[str, _Staged]]:
+    """The manifest's records, and each member it names staged (by its path) with its sha256.
+
+    :raises MirrorError: the manifest is bad, a member is not one it names or is larger than it
+        says, or the files do not fit on the mirror's disk.
+    """
+    staged: dict[str, _Staged] = {}
     try:
-        with tarfile.open(archive_path, "r:*") as archive:
-            first = archive.next()
-            if first is None or first.name != MANIFEST:
+        with open_tar(archive_path) as archive:
+            members = tar_members(archive)
+            first = next(members, None)
+            if first is None or first.name != MANIFEST or not first.isfile():
                 raise MirrorError(f"{archive_path}: not a pipdepot export (no {MANIFEST} first)")
-            stream = archive.extractfile(first)
-            manifest = json.loads(stream.read() if stream is not None else b"")
-            if manifest.get("format") != _FORMAT:
-                raise MirrorError(f"{archive_path}: unknown export format {manifest.get('format')!r}")
-            for member in archive:
-                if member.name == MANIFEST:
-                    continue
-                if not member.isfile() or not member.name.startswith("files/"):
-                    raise MirrorError(f"{archive_path}: unexpected member {member.name!r}")
-                source = archive.extractfile(member)
-                if source is None:
-                    continue
-                target = spool / f"{len(staged)}"
-                digest = hashlib.sha256()
-                with target.open("wb") as out:
-                    while chunk := source.read(_CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-                staged[member.name.removeprefix("files/")] = (target, digest.hexdigest())
-    except (OSError, tarfile.TarError, ValueError, EOFError) as exc:
+            if first.size > _MANIFEST_LIMIT:
+                raise MirrorError(f"{archive_path}: its manifest is over {_MANIFEST_LIMIT >> 20} MiB")
+            records = read_manifest(json.loads(read_tar_member(archive, first, _MANIFEST_LIMIT)))
+            wanted = {f"files/{r.path}.metadata": MEMBER_LIMIT for r in records}
+            wanted.update({f"files/{r.path}": r.size for r in records})
+            needed, free = sum(r.size for r in records), shutil.disk_usage(spool).free
+            if needed > free:
+                raise MirrorError(
+                    f"{archive_path}: its files need {needed} bytes, the mirror's disk has {free}"
+                )
+            for member in members:
+                _check_member(archive_path, member, wanted, staged)
+                key = member.name.removeprefix("files/")
+                staged[key] = _stage(archive, member, spool / str(len(staged)) / key.rsplit("/", 1)[-1])
+    except ArchiveError as exc:
         raise MirrorError(f"cannot read {archive_path}: {exc}") from None
-    return manifest, staged
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise MirrorError(f"{archive_path}: its manifest is not JSON (or nested too deep)") from None
+    except ManifestError as exc:
+        raise MirrorError(f"{archive_path}: manifest: {exc}") from None
+    except OSError as exc:
+        raise MirrorError(f"cannot read {archive_path}: {exc.strerror or exc}") from None
+    return records, staged
+
+
+def _check_member(
+    archive_path: Path, member: tarfile.TarInfo, wanted: dict[str, int], staged: dict[str, _Staged]
+) -> None:
+    """Refuse a member before its bytes are read.
+
+    :raises MirrorError: the manifest does not name it, it comes twice, is no regular file, or its
+        size is not the one the manifest says.
+    """
+    name = member.name
+    if name not in wanted:
+        raise MirrorError(f"{archive_path}: member {name!r} is not in its manifest")
+    if name.removeprefix("files/") in staged:
+        raise MirrorError(f"{archive_path}: member {name!r} is there twice")
+    if not member.isfile():
+        raise MirrorError(f"{archive_path}: member {name!r} is not a regular file")
+    limit = wanted[name]
+    if member.size > limit or (member.size != limit and not name.endswith(".metadata")):
+        raise MirrorError(
+            f"{archive_path}: member {name!r} is {member.size} bytes, its manifest says {limit}"
+        )
+
+
+def _stage(archive: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> _Staged:
+    """Copy the member's declared bytes to ``target``, hashing them.
+
+    :raises ArchiveError: its data cannot be read or stops short.
+    """
+    target.parent.mkdir()
+    digest = hashlib.sha256()
+    left = member.size
+    try:
+        source = archive.extractfile(member)
+        with target.open("wb") as out:
+            while left and source is not None and (chunk := source.read(min(_CHUNK, left))):
+                digest.update(chunk)
+                out.write(chunk)
+                left -= len(chunk)
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise ArchiveError(f"{member.name}: {exc}") from None
+    if left:
+        raise ArchiveError(f"{member.name}: truncated")
+    return _Staged(target, digest.hexdigest())
 
 
 async def _plan(
-    mirror: Mirror, manifest: dict[str, Any], staged: dict[str, tuple[Path, str]], report: TransferReport
+    mirror: Mirror, records: list[Record], staged: dict[str, _Staged], report: TransferReport
 ) -> list[ImportedFile]:
-    """Verify everything before the first write: every hash, and no conflict with the mirror."""
+    """Verify everything before the first write.
+
+    Every hash, every file as ``add`` checks it, and no conflict with the mirror.
+    """
     plan = []
-    try:
-        projects = manifest["projects"].items()
-        for project, data in projects:
-            name = normalize_project(project)
-            if name is None:
-                raise MirrorError(f"archive names an invalid project {project!r}")
-            state = await mirror.state(name)
-            for record in data["files"]:
-                key = str(record["path"])
-                if key not in staged:
-                    raise MirrorError(f"archive lacks {key}")
-                path, sha256 = staged[key]
-                if sha256 != record["sha256"]:
-                    raise MirrorError(
-                        f"{key}: sha256 {sha256} in the archive, {record['sha256']} in its manifest"
-                    )
-                metadata = _metadata(staged, key, record)
-                existing = await mirror.store.stat(StoreKey(key))
-                if existing is not None:
-                    if await _sha256(mirror, key) != sha256:  # the bytes on disk, whatever the state says
-                        raise MirrorError(f"{key}: the mirror has a different file there; nothing imported")
-                    known = state.local.get(record["entry"]["filename"]) if state is not None else None
-                    if known is not None:
-                        report.present += 1
-                        continue
-                local = LocalFile(sha256, int(record["size"]), record.get("metadata_sha256"))
-                origin = Origin(str(data["upstream"]), dict(data["extra"]), added=bool(record["added"]))
-                plan.append(ImportedFile(name, record["entry"], local, path, metadata, origin))
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise MirrorError(f"archive manifest is damaged: {type(exc).__name__}: {exc}") from None
+    for record in records:
+        key = record.path
+        found = staged.get(key)
+        if found is None:
+            raise MirrorError(f"archive lacks {key}")
+        if found.sha256 != record.sha256:
+            raise MirrorError(f"{key}: sha256 {found.sha256} in the archive, {record.sha256} in its manifest")
+        try:
+            dist = await asyncio.to_thread(inspect_distribution, found.path)
+        except InvalidDistribution as exc:
+            raise MirrorError(f"{exc}; nothing imported") from None
+        if dist.name != record.project:
+            raise MirrorError(f"{record.filename} is listed under project {record.project}; nothing imported")
+        metadata = _metadata(staged, record)
+        existing = await mirror.store.stat(StoreKey(key))
+        if existing is not None:
+            if await _sha256(mirror, key) != found.sha256:  # the bytes on disk, whatever the state says
+                raise MirrorError(f"{key}: the mirror has a different file there; nothing imported")
+            state = await mirror.state(record.project)
+            if state is not None and record.filename in state.local:
+                report.present += 1
+                continue
+        metadata_sha256 = hashlib.sha256(metadata).hexdigest() if metadata is not None else None
+        local = LocalFile(found.sha256, record.size, metadata_sha256)
+        origin = Origin(record.upstream, record.extra, added=record.added)
+        plan.append(ImportedFile(record.project, record.entry, local, found.path, metadata, origin))
     return plan
 
 
-def _metadata(staged: dict[str, tuple[Path, str]], key: str, record: dict[str, Any]) -> bytes | None:
-    found = staged.get(key + ".metadata")
+def _metadata(staged: dict[str, _Staged], record: Record) -> bytes | None:
+    """The file's PEP 658 metadata from the archive, checked against its hash and the filename."""
+    found = staged.get(record.path + ".metadata")
     if found is None:
         return None
-    data = found[0].read_bytes()
-    declared = record["entry"].get("core-metadata")
-    expected = record.get("metadata_sha256") or (
-        declared.get("sha256") if isinstance(declared, dict) else None
-    )
-    if isinstance(expected, str) and hashlib.sha256(data).hexdigest() != expected:
-        raise MirrorError(f"{key}.metadata: sha256 differs from its manifest")
+    declared = record.entry.get("core-metadata")
+    expected = record.metadata_sha256 or (declared.get("sha256") if isinstance(declared, dict) else None)
+    if isinstance(expected, str) and found.sha256 != expected:
+        raise MirrorError(f"{record.path}.metadata: sha256 differs from its manifest")
+    data = found.path.read_bytes()
+    try:
+        check_metadata(record.filename, data)
+    except InvalidDistribution as exc:
+        raise MirrorError(f"{record.path}.metadata: {exc}; nothing imported") from None
     return data
+
+
+async def _apply(mirror: Mirror, plan: list[ImportedFile], report: TransferReport) -> None:
+    """Move the planned files in; if one cannot be written, take out again those moved in before it."""
+    done: list[ImportedFile] = []
+    try:
+        for item in plan:
+            await mirror.import_file(item)
+            done.append(item)
+            report.files += 1
+            report.size += item.local.size
+            report.projects.add(item.name)
+    except (OSError, IntegrityError) as exc:
+        for item in reversed(done):
+            with contextlib.suppress(OSError):
+                await mirror.forget(item.name, item.entry["filename"])
+        raise MirrorError(f"cannot write {item.entry['filename']}: {exc}; nothing imported") from None
 
 
 async def _sha256(mirror: Mirror, key: str) -> str | None:
