@@ -21,12 +21,21 @@ from typing import TYPE_CHECKING, TypeVar, cast, get_args
 from pipdepot.core.buildroot import INDEX_ENV_VARS
 from pipdepot.core.plan import PlanInputs, Sourced, UvIndexStrategy
 from pipdepot.core.urls import validate_index_url
-from pipdepot.errors import ConfigError
+from pipdepot.errors import UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ["PlanFlags", "ServeFlags", "ServeSettings", "Settings", "load_serve_settings", "load_settings"]
+__all__ = [
+    "PlanFlags",
+    "ServeFlags",
+    "ServeSettings",
+    "Settings",
+    "TargetSettings",
+    "load_serve_settings",
+    "load_settings",
+    "load_targets",
+]
 
 T = TypeVar("T")
 
@@ -51,6 +60,8 @@ _CONFIG_KEYS = frozenset(
         "upstreams",
         "ttl",
         "upstream-timeout",
+        "python-versions",
+        "platforms",
     }
 )
 
@@ -123,12 +134,12 @@ def load_serve_settings(flags: ServeFlags, environ: Mapping[str, str]) -> ServeS
     The mirror directory is the element's: ``--mirror``, ``PIPDEPOT_MIRROR_DIR``,
     ``$DIB_IMAGE_CACHE/pypi/mirror``, the config file, ``~/.cache/image-create/pypi/mirror``.
 
-    :raises ConfigError: a value is unusable; the message names its source.
+    :raises UsageError: a value is unusable; the message names its source.
     """
     try:
         return _load_serve(flags, environ)
     except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
 
 
 def _load_serve(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
@@ -177,7 +188,7 @@ def _load_serve(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
     return ServeSettings(
         host=host.value,
         port=_as_port(port.value, port.source),
-        mirror_dir=Path(mirror_dir.value).expanduser(),
+        mirror_dir=_as_mirror_dir(mirror_dir),
         upstreams=upstreams.value,
         offline=offline.value,
         ttl=_as_seconds(ttl.value, ttl.source, allow_zero=True),
@@ -186,16 +197,55 @@ def _load_serve(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class TargetSettings:
+    """The targets ``sync``, ``check`` and ``export`` work for; empty means this interpreter and machine."""
+
+    python_versions: tuple[str, ...]
+    platforms: tuple[str, ...]
+
+
+def load_targets(
+    python_versions: tuple[str, ...], platforms: tuple[str, ...], environ: Mapping[str, str]
+) -> TargetSettings:
+    """``--python-version``/``PIPDEPOT_PYTHON_VERSIONS`` and ``--platform``/``PIPDEPOT_PLATFORMS``.
+
+    Each from the flags, else the variable (space-separated), else the config file's
+    ``python-versions``/``platforms`` lists.
+
+    :raises UsageError: the config file is unusable.
+    """
+    env = {k: v for k, v in environ.items() if v != ""}
+    try:
+        config_file, config = _read_config(None, env)
+        where = f"config file {config_file}"
+        pythons = _first(
+            _flag("--python-version", python_versions or None),
+            _env_list(env, "PIPDEPOT_PYTHON_VERSIONS"),
+            _config(config, "python-versions", where, _as_str_tuple),
+            default=(),
+        )
+        tags = _first(
+            _flag("--platform", platforms or None),
+            _env_list(env, "PIPDEPOT_PLATFORMS"),
+            _config(config, "platforms", where, _as_str_tuple),
+            default=(),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return TargetSettings(pythons.value, tags.value)
+
+
 def load_settings(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
     """Merge every source into :class:`Settings`.
 
-    :raises ConfigError: a value is unusable; the message names the flag,
+    :raises UsageError: a value is unusable; the message names the flag,
         variable or file it came from, and nothing has been written.
     """
     try:
         return _load(flags, environ)
     except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
 
 
 def _load(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
@@ -265,7 +315,7 @@ def _load(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
         retries=_optional(retries, _as_retries),
         timeout=_optional(timeout, _as_timeout),
         trusted_hosts=trusted,
-        mirror_dir=Sourced(Path(mirror_dir.value).expanduser(), mirror_dir.source),
+        mirror_dir=Sourced(_as_mirror_dir(mirror_dir), mirror_dir.source),
         uv_index_strategy=_parse(strategy, _as_strategy),
         notes=tuple(notes),
     )
@@ -529,6 +579,14 @@ def _as_seconds(value: object, source: str, *, allow_zero: bool) -> float:
     if seconds < 0 or (seconds == 0 and not allow_zero) or seconds > 365 * 86400:
         raise ValueError(f"{source}: {value!r} is not a number of seconds")
     return seconds
+
+
+def _as_mirror_dir(value: Sourced[str]) -> Path:
+    """The mirror directory; a path that is something else is refused here, for every command alike."""
+    path = Path(value.value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{value.source}: {path} is not a directory")
+    return path
 
 
 def _as_strategy(value: object, source: str) -> UvIndexStrategy:
