@@ -18,7 +18,7 @@ from pipdepot.errors import MirrorError, UsageError
 from pipdepot.operations.add import add, find_distributions
 from pipdepot.operations.check import CheckReport, check
 from pipdepot.operations.inventory import inventory
-from pipdepot.operations.sync import SyncOptions, read_inputs, sync
+from pipdepot.operations.sync import SyncOptions, SyncStopped, read_inputs, sync
 from pipdepot.operations.transfer import export_mirror, import_mirror
 from pipdepot.settings import ServeFlags, ServeSettings, load_serve_settings, load_targets
 
@@ -128,17 +128,20 @@ def _size(count: int) -> str:
 class _Stopped(Exception):  # noqa: N818 (a signal, not an error)
     """SIGINT or SIGTERM arrived; the work was cancelled and has cleaned up."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, cause: BaseException) -> None:
         super().__init__(signum)
         self.signum = signum
         self.name = signal.Signals(signum).name
+        #: What the cancelled work raised (its own account of what it kept, if it gives one).
+        self.cause = cause
 
 
 def _stoppable(work: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(work)``, where SIGINT and SIGTERM cancel every task so each cleans up after itself.
 
     Downloads in flight remove their spool files, uv is killed, temporary directories go;
-    what was committed stays. Then :class:`_Stopped` tells the caller which signal it was.
+    what was committed stays. Then :class:`_Stopped` tells the caller which signal it was,
+    and what the work raised as it stopped.
     """
     received: list[int] = []
 
@@ -161,9 +164,9 @@ def _stoppable(work: Coroutine[Any, Any, T]) -> T:
 
     try:
         return asyncio.run(main())
-    except asyncio.CancelledError:
+    except BaseException as exc:
         if received:
-            raise _Stopped(received[0]) from None
+            raise _Stopped(received[0], exc) from None
         raise
 
 
@@ -173,8 +176,6 @@ class _Progress:
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self._bar: Any = None
-        self.fetched = 0
-        self.fetched_bytes = 0
 
     def resolving(self, target: str) -> None:
         click.echo(f"pipdepot: resolving for {target}", err=True)
@@ -187,8 +188,6 @@ class _Progress:
             self._bar.render_progress()
 
     def done(self, filename: str, size: int, *, fetched: bool) -> None:
-        self.fetched += fetched
-        self.fetched_bytes += size * fetched
         if self._bar is not None:
             self._bar.update(1)
         elif not self.tty:
@@ -247,10 +246,10 @@ def sync_command(
         report = _stoppable(sync(read, targets, options, progress))
     except _Stopped as stopped:
         progress.close()
-        kept = progress.fetched
+        kept = stopped.cause.kept if isinstance(stopped.cause, SyncStopped) else 0
         click.echo(
-            f"pipdepot: sync stopped by {stopped.name}: {_count(kept, 'file')} fetched and verified in "
-            f"this run stay in {settings.mirror_dir} ({_size(progress.fetched_bytes)}); the downloads in "
+            f"pipdepot: sync stopped by {stopped.name}: {_count(kept, 'file')} downloaded and verified "
+            f"in this run {'stays' if kept == 1 else 'stay'} in {settings.mirror_dir}; the downloads in "
             "progress and the temporary files were removed; run the same sync again to finish",
             err=True,
         )
