@@ -318,3 +318,15 @@ def test_a_mirror_that_is_a_file_gets_one_message_from_every_command(
     option = "--mirror-dir" if command[0] in {"plan", "inject", "chroot"} else "--mirror"
     last = result.stderr.strip().splitlines()[-1]
     assert last == f"pipdepot: error: flag {option}: {not_a_dir} is not a directory"
+
+
+def test_counts_agree_with_their_nouns(run_pipdepot: PipdepotRunner, tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    run_pipdepot("add", str(build_wheel(tmp_path / "dist", "solo", "1.0")), "--mirror", str(mirror))
+    lines = run_pipdepot("ls", "--mirror", str(mirror)).stdout.splitlines()
+    assert re.fullmatch(r"solo +1 file +[\d.]+ k?B  1\.0", lines[0]), lines
+    assert re.fullmatch(r"1 project, 1 file, [\d.]+ k?B", lines[1]), lines
+    run_pipdepot("add", str(build_wheel(tmp_path / "dist", "solo", "2.0")), "--mirror", str(mirror))
+    lines = run_pipdepot("ls", "--mirror", str(mirror)).stdout.splitlines()
+    assert re.fullmatch(r"solo +2 files +[\d.]+ k?B  2\.0, 1\.0", lines[0]), lines
+    assert re.fullmatch(r"1 project, 2 files, [\d.]+ k?B", lines[1]), lines

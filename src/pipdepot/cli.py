@@ -144,7 +144,8 @@ Exit status:
   1    the work failed (one line on stderr says why)
   2    usage: a bad command, flag, argument, variable or config-file value; nothing was done
   130  stopped by Ctrl-C (SIGINT), 143 by SIGTERM
-  `pipdepot chroot` exits with its COMMAND's status once COMMAND ran.
+  `pipdepot serve` runs until stopped and then exits 0; `pipdepot chroot` exits
+  with its COMMAND's status once COMMAND ran.
 """
 
 
