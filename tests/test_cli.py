@@ -330,3 +330,17 @@ def test_counts_agree_with_their_nouns(run_pipdepot: PipdepotRunner, tmp_path: P
     lines = run_pipdepot("ls", "--mirror", str(mirror)).stdout.splitlines()
     assert re.fullmatch(r"solo +2 files +[\d.]+ k?B  2\.0, 1\.0", lines[0]), lines
     assert re.fullmatch(r"1 project, 2 files, [\d.]+ k?B", lines[1]), lines
+
+
+def test_ci_finds_the_readmes_test_command_where_the_readme_shows_it() -> None:
+    """.ci/run extracts the line after the marker with awk; the README shows that same line."""
+    project = Path(__file__).resolve().parent.parent
+    script = (project / ".ci" / "run").read_text()
+    awk = re.search(r"command=\$\(awk '([^']+)' README.md\)", script)
+    assert awk is not None
+    found = subprocess.run(
+        ["awk", awk.group(1), "README.md"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    readme = (project / "README.md").read_text()
+    assert found.startswith("python3 -m venv .venv && ")
+    assert f"<!-- test-command: .ci/run runs the next line exactly -->\n```sh\n{found}\n```" in readme

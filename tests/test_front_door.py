@@ -13,8 +13,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.network]
 
@@ -49,21 +53,22 @@ def in_root(root: Path, script: str, **popen: object) -> subprocess.Popen[bytes]
     )
 
 
-@pytest.fixture
-def fresh_root(debian_root: Path, tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def fresh_root(debian_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A copy of the session's bookworm root (it is shared), with the project's source in /root/pipdepot.
 
     The root reaches the package registries as this machine does: through its resolver and,
     here, a TLS-inspecting proxy whose CA the host trusts; the root gets both, nothing else.
     """
-    root = tmp_path / "root"
+    root = tmp_path_factory.mktemp("front-door") / "root"
     subprocess.run(["cp", "-a", str(debian_root), str(root)], check=True)
     for name in ("etc/resolv.conf", "etc/ssl/certs/ca-certificates.crt"):
         (root / name).unlink(missing_ok=True)
         shutil.copyfile(Path("/", name), root / name)
     shutil.copytree(PROJECT, root / "root" / "pipdepot", ignore=_NOT_SOURCE)
     assert not (root / "root" / ".local").exists()
-    return root
+    yield root
+    shutil.rmtree(root)  # 300 MB: a Debian and a venv
 
 
 def health(url: str) -> dict[str, object] | None:
@@ -117,4 +122,3 @@ def test_the_readme_install_command_runs_verbatim_and_serves_on_the_default_addr
     output = log.read_text(errors="replace")
     assert "listening on http://127.0.0.1:3141/simple/" in output, output[-5000:]
     assert health("http://127.0.0.1:3141/+health") is None  # stopped
-    shutil.rmtree(fresh_root)  # 300 MB: the venv and a Debian
