@@ -247,8 +247,8 @@ class _Run:
         dropped = sum([await self.mirror.forget(name, filename) for filename, name in extra.items()])
         if extra:
             self.report.notes.append(
-                f"dropped {len(extra)} files ({dropped / 1e6:.1f} MB) the resolver fetched"
-                " that no target installs"
+                f"dropped {len(extra)} file{'s' if len(extra) != 1 else ''} ({dropped / 1e6:.1f} MB)"
+                " the resolver fetched that no target installs"
             )
 
     async def build_requirements(self, targets: list[Target]) -> None:
