@@ -280,6 +280,6 @@ def test_a_failed_check_stops_before_the_root_is_touched(
     assert result.returncode == 1, result.stdout + result.stderr
     assert "missing: requirements for cp311-host" in result.stdout
     assert "never-synced" in result.stdout
-    assert "pipdepot: error: the mirror lacks 1 item(s)" in result.stderr
+    assert "pipdepot: error: the mirror lacks 1 item for 1 target" in result.stderr
     assert mounts_under(debian_root) == []
     assert diff(pristine, snapshot(debian_root)) == []

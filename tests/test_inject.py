@@ -23,8 +23,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts and chown need
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     """A small root with originals to replace: odd modes, another owner, a symlink, an [install] section."""
-    root = tmp_path / "root"
-    (root / "etc").mkdir(parents=True)
+    root = os_root(tmp_path / "root")
     (root / "root" / ".config" / "pip").mkdir(parents=True)
     (root / "tmp").mkdir()
     (root / "tmp").chmod(0o1777)
@@ -36,6 +35,16 @@ def root(tmp_path: Path) -> Path:
     if os.geteuid() == 0:
         os.chown(pip_conf, 1234, 5678)
     (root / "etc" / "resolv.conf").symlink_to("../run/resolvconf/resolv.conf")
+    return root
+
+
+def os_root(root: Path) -> Path:
+    """The least that passes for an OS root: /etc, /usr/bin (and /bin linked to it), /bin/sh."""
+    (root / "etc").mkdir(parents=True)
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "bin").symlink_to("usr/bin")
+    (root / "usr" / "bin" / "sh").write_text("#!/bin/false\n")
+    (root / "usr" / "bin" / "sh").chmod(0o755)
     return root
 
 
@@ -88,7 +97,7 @@ def test_inject_writes_config_and_restore_puts_everything_back(
 def test_created_directories_are_removed(tmp_path: Path, run_pipdepot: PipdepotRunner) -> None:
     root = tmp_path / "empty-root"
     root.mkdir()
-    run_pipdepot("inject", str(root), "--mirror-dir", str(tmp_path / "no-mirror"))
+    run_pipdepot("inject", str(root), "--force", "--mirror-dir", str(tmp_path / "no-mirror"))
     assert (root / "etc" / "uv" / "uv.toml").is_file()
     assert (root / "root" / ".pip").is_dir()
     assert (root / "root").stat().st_mode & 0o777 == 0o700
@@ -133,7 +142,7 @@ def test_bad_values_write_nothing(
 ) -> None:
     before = snapshot(root)
     result = run_pipdepot("inject", str(root), *args, env=env, check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2  # usage: a bad value, nothing done
     assert result.stderr.splitlines()[0] == f"pipdepot: error: {message}" or message in result.stderr
     assert len([line for line in result.stderr.splitlines() if "error" in line]) == 1
     assert diff(before, snapshot(root)) == []
@@ -159,7 +168,7 @@ def test_symlinks_in_the_root_never_lead_outside_it(tmp_path: Path, run_pipdepot
     (root / "root-elsewhere").mkdir()
     (root / "root").symlink_to("../../../../../../root-elsewhere")  # .. stops at the root's /
     before = snapshot(root)
-    run_pipdepot("inject", str(root), "--mirror-dir", str(tmp_path / "none"))
+    run_pipdepot("inject", str(root), "--force", "--mirror-dir", str(tmp_path / "none"))
     assert list(outside.iterdir()) == []
     assert (inside / "pip.conf").is_file()
     assert (root / "root-elsewhere" / ".pip" / "pip.conf").is_file()
@@ -174,7 +183,7 @@ def test_a_dangling_link_on_the_way_is_refused_and_nothing_changes(
     root.mkdir()
     (root / "etc").symlink_to("/somewhere/missing")
     before = snapshot(root)
-    result = run_pipdepot("inject", str(root), "--mirror-dir", str(tmp_path / "none"), check=False)
+    result = run_pipdepot("inject", str(root), "--force", "--mirror-dir", str(tmp_path / "none"), check=False)
     assert result.returncode == 1
     assert "/etc in " in result.stderr
     assert "dangling" in result.stderr
@@ -220,7 +229,7 @@ def test_restore_after_journal_directory_only(root: Path, run_pipdepot: Pipdepot
 
 
 def test_plan_with_root_warns_about_what_still_wins(root: Path, run_pipdepot: PipdepotRunner) -> None:
-    (root / "usr").mkdir()
+    (root / "usr").mkdir(exist_ok=True)
     (root / "usr" / "pip.conf").write_text("[global]\nindex-url = http://site-wide/\n")
     (root / "etc" / "environment").write_text('PIP_INDEX_URL="http://env/"\nLANG=C\n')
     (root / "home" / "alice" / ".config" / "pip").mkdir(parents=True)
@@ -233,3 +242,42 @@ def test_plan_with_root_warns_about_what_still_wins(root: Path, run_pipdepot: Pi
     assert "/root/.config/pip/pip.conf [install] index-url is set" in out
     assert "/root/.config/pip/pip.conf  [replace," in out
     assert "does not exist: nothing is mounted at /tmp/pypi" in out
+
+
+@pytest.mark.parametrize("command", ["inject", "chroot"])
+@pytest.mark.parametrize(
+    ("layout", "missing"),
+    [
+        ((), "no /etc, no /usr/bin or /bin, no /bin/sh"),
+        (("etc/", "src/"), "no /usr/bin or /bin, no /bin/sh"),  # a project's tree, say
+        (("etc/", "bin/"), "no /bin/sh"),
+    ],
+)
+def test_a_directory_that_is_not_an_os_root_is_refused_in_one_line(
+    tmp_path: Path, run_pipdepot: PipdepotRunner, command: str, layout: tuple[str, ...], missing: str
+) -> None:
+    root = tmp_path / "not-a-root"
+    root.mkdir()
+    for name in layout:
+        (root / name).mkdir()
+    before = snapshot(root)
+    args = ["--", "/bin/true"] if command == "chroot" else []
+    result = run_pipdepot(command, str(root), "--mirror-dir", str(tmp_path / "none"), *args, check=False)
+    assert result.returncode == 1
+    error, hint = result.stderr.splitlines()
+    assert error == f"pipdepot: error: {root} does not look like an OS root: {missing}"
+    assert "--force" in hint
+    assert diff(before, snapshot(root)) == []
+    assert mounts_under(root) == []
+
+
+def test_force_injects_a_root_without_an_os_layout(tmp_path: Path, run_pipdepot: PipdepotRunner) -> None:
+    root = tmp_path / "bare"
+    root.mkdir()
+    assert (
+        run_pipdepot("inject", str(root), "--mirror-dir", str(tmp_path / "none"), check=False).returncode == 1
+    )
+    run_pipdepot("inject", str(root), "--force", "--mirror-dir", str(tmp_path / "none"))
+    assert (root / "etc" / "pip.conf").is_file()
+    run_pipdepot("restore", str(root))
+    assert list(root.iterdir()) == []

@@ -230,7 +230,7 @@ def test_requirement_hashes_choose_and_check_files(
     sha = hashlib.sha256((dists / "lib-2.0-py3-none-any.whl").read_bytes()).hexdigest()
     hashed = tmp_path / "hashed.txt"
     hashed.write_text(f"lib==2.0 \\\n    --hash=sha256:{sha}\n")
-    assert "1 files" in sync(run_pipdepot, upstream, mirror, "-r", str(hashed))
+    assert "1 project, 1 file (" in sync(run_pipdepot, upstream, mirror, "-r", str(hashed))
     assert listed(mirror) == {"lib-2.0-py3-none-any.whl"}
 
 
@@ -352,7 +352,7 @@ def test_export_import_round_trip_then_offline_install(
 
     whole = tmp_path / "whole.tar.gz"
     run_pipdepot("export", str(whole), "--mirror", str(source))
-    assert "imported 1 files" in run_pipdepot("import", str(whole), "--mirror", str(target)).stdout
+    assert "imported 1 file" in run_pipdepot("import", str(whole), "--mirror", str(target)).stdout
 
 
 def test_import_refuses_damage_and_conflicts(
@@ -442,7 +442,7 @@ def test_files_the_resolver_pulled_in_but_no_target_installs_are_dropped(
     finally:
         upstream.stop()
     assert upstream.hits[upstream.projects["mid"][0].url_path] >= 1  # mid 2.0, read whole by the resolver
-    assert "dropped 1 files" in output
+    assert "dropped 1 file (" in output
     assert listed(mirror) == {
         "top-1.0-py3-none-any.whl",
         "mid-1.0-py3-none-any.whl",

@@ -16,11 +16,11 @@ import click
 from pipdepot import __version__
 from pipdepot.core.systemd import stderr_is_journal
 from pipdepot.core.urls import redact_url
-from pipdepot.errors import ConfigError, PipdepotError
+from pipdepot.errors import PipdepotError, UsageError
 from pipdepot.mirror_cli import MIRROR_COMMANDS, check_before_chroot
 from pipdepot.operations.chroot import clean_environment, run_in_root
 from pipdepot.operations.genconfig import SYSTEM_MIRROR, GenConfig, generate, settings_environ, write
-from pipdepot.operations.inject import inject, restore
+from pipdepot.operations.inject import inject, require_os_root, restore
 from pipdepot.operations.plan import PlanReport, make_plan
 from pipdepot.operations.serve import serve
 from pipdepot.settings import PlanFlags, ServeFlags, Settings, load_serve_settings, load_settings
@@ -140,7 +140,20 @@ def _settings(options: dict[str, Any]) -> Settings:
     return load_settings(flags, os.environ)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+_EXIT_STATUS = """\b
+Exit status:
+  0    done
+  1    the work failed (one line on stderr says why)
+  2    usage: a bad command, flag, argument, variable or config-file value; nothing was done
+  130  stopped by Ctrl-C (SIGINT), 143 by SIGTERM
+  `pipdepot serve` runs until stopped and then exits 0; `pipdepot chroot` exits
+  with its COMMAND's status once COMMAND ran.
+"""
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=_EXIT_STATUS
+)
 @click.version_option(__version__, prog_name="pipdepot")
 def cli() -> None:
     """A local PyPI mirror for image builds: serve it, fill it, prove it, inject it.
@@ -152,6 +165,7 @@ def cli() -> None:
     Settings come from flags, then PIPDEPOT_* variables, then the diskimage-builder pypi
     element's DIB_* variables, then the config file, then defaults. Run `pipdepot plan`
     to see the result and where each value came from.
+
     """
 
 
@@ -176,10 +190,18 @@ def plan(root: Path | None, as_json: bool, **options: Any) -> None:
         click.echo(_plan_text(report), nl=False)
 
 
+_FORCE_ROOT = click.option(
+    "--force",
+    is_flag=True,
+    help="Use ROOT even if it does not look like an OS root (no /etc, no /usr/bin or /bin, no /bin/sh).",
+)
+
+
 @cli.command(name="inject")
 @click.argument("root", type=click.Path(path_type=Path))
+@_FORCE_ROOT
 @_plan_options
-def inject_command(root: Path, **options: Any) -> None:
+def inject_command(root: Path, force: bool, **options: Any) -> None:
     """Point pip and uv in the build root ROOT at the mirror.
 
     Writes /etc/pip.conf, /root/.pip/pip.conf, /etc/uv/uv.toml and /root/.pydistutils.cfg
@@ -189,9 +211,12 @@ def inject_command(root: Path, **options: Any) -> None:
     each step before it is taken. Refuses a root that is already injected.
     Undo with `pipdepot restore ROOT`.
     """
-    report = make_plan(_settings(options), root)
+    settings = _settings(options)
+    if not force:
+        require_os_root(root)
+    report = make_plan(settings, root)
     _warn(report.warnings)
-    done = inject(report)
+    done = inject(report, force=force)
     for path, action in done.written:
         click.echo(f"pipdepot: {action} {path}")
     for path in done.mounted:
@@ -242,9 +267,15 @@ def restore_command(root: Path, force: bool) -> None:
     help="First run `pipdepot check -r FILE` against the mirror directory for the root's Python "
     "(its newest /usr/bin/python3.X); if anything is missing, stop before ROOT is touched. Repeatable.",
 )
+@_FORCE_ROOT
 @_plan_options
 def chroot_command(
-    root: Path, command: tuple[str, ...], env_pairs: tuple[str, ...], checks: tuple[Path, ...], **options: Any
+    root: Path,
+    command: tuple[str, ...],
+    env_pairs: tuple[str, ...],
+    checks: tuple[Path, ...],
+    force: bool,
+    **options: Any,
 ) -> None:
     """Inject ROOT, run COMMAND in it, then restore ROOT; exits with COMMAND's status.
 
@@ -259,15 +290,18 @@ def chroot_command(
     for pair in env_pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise ConfigError(f"--env: {pair!r} is not NAME=VALUE")
+            raise UsageError(f"--env: {pair!r} is not NAME=VALUE")
         extra[name] = value
+    if not force:
+        require_os_root(root)
     report = make_plan(settings, root)
     _warn(report.warnings)
     if checks:
         check_before_chroot(checks, settings.plan.mirror_dir.value, root)
     online = not settings.plan.offline.value
     passthrough = {k: v for k, v in settings.passthrough_env if online or k == "TERM"}
-    status = run_in_root(report, command, environment=clean_environment(passthrough, extra), online=online)
+    environment = clean_environment(passthrough, extra)
+    status = run_in_root(report, command, environment=environment, online=online, force=force)
     sys.exit(status)
 
 
@@ -541,7 +575,7 @@ def _plan_json(report: PlanReport) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Run the CLI; a PipdepotError becomes one line on stderr and exit status 1."""
+    """Run the CLI; a PipdepotError becomes one line on stderr and exit status 1 (2 for usage)."""
     stamp = "" if stderr_is_journal(os.environ) else "%(asctime)s "  # journald stamps lines itself
     logging.basicConfig(level=logging.INFO, format=f"{stamp}pipdepot: %(message)s", datefmt="%H:%M:%S")
     access = logging.StreamHandler()  # the server's access lines come formatted, in batches
@@ -554,7 +588,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         click.echo(f"pipdepot: error: {exc.message}", err=True)
         if exc.hint:
             click.echo(f"hint: {exc.hint}", err=True)
-        sys.exit(1)
+        sys.exit(2 if isinstance(exc, UsageError) else 1)
     except click.exceptions.Abort:
         click.echo("pipdepot: aborted", err=True)
         sys.exit(130)

@@ -5,7 +5,8 @@ catches one type at its boundary and prints one line; anything else is a bug
 and keeps its traceback::
 
     PipdepotError
-    ├── ConfigError        bad flag, variable or config-file value
+    ├── ConfigError        a setting or a directory pipdepot cannot use
+    │   └── UsageError     bad flag, variable or config-file value: exit status 2, nothing done
     ├── BuildRootError     a build root that cannot be injected or restored
     ├── UpstreamError      an upstream index gave no usable answer
     └── MirrorError        the mirror cannot be filled, read or moved as asked
@@ -13,7 +14,7 @@ and keeps its traceback::
 
 from __future__ import annotations
 
-__all__ = ["BuildRootError", "ConfigError", "MirrorError", "PipdepotError", "UpstreamError"]
+__all__ = ["BuildRootError", "ConfigError", "MirrorError", "PipdepotError", "UpstreamError", "UsageError"]
 
 
 def __dir__() -> list[str]:
@@ -34,6 +35,13 @@ class PipdepotError(Exception):
 
 class ConfigError(PipdepotError):
     """A setting has a value pipdepot cannot use; the message names its source."""
+
+
+class UsageError(ConfigError):
+    """The command line or a setting is wrong (a flag, variable or config-file value): nothing was done.
+
+    The CLI exits 2 for it, as for click's own usage errors; 1 is for failures of the work itself.
+    """
 
 
 class BuildRootError(PipdepotError):

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -13,22 +14,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from pipdepot.core.targets import InvalidTarget, Target, make_targets
-from pipdepot.errors import ConfigError, MirrorError
+from pipdepot.errors import MirrorError, UsageError
 from pipdepot.operations.add import add, find_distributions
 from pipdepot.operations.check import CheckReport, check
 from pipdepot.operations.inventory import inventory
-from pipdepot.operations.sync import SyncOptions, read_inputs, sync
+from pipdepot.operations.sync import SyncOptions, SyncStopped, read_inputs, sync
 from pipdepot.operations.transfer import export_mirror, import_mirror
-from pipdepot.settings import ServeFlags, ServeSettings, load_serve_settings
+from pipdepot.settings import ServeFlags, ServeSettings, load_serve_settings, load_targets
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from pipdepot.operations.sync import Inputs
 
 __all__ = ["MIRROR_COMMANDS", "check_before_chroot"]
 
 F = TypeVar("F", bound="Callable[..., Any]")
+T = TypeVar("T")
 
 
 def __dir__() -> list[str]:
@@ -66,7 +68,8 @@ def _target_options(command: F) -> F:
             "pythons",
             multiple=True,
             metavar="X.Y",
-            help="Target CPython version, repeatable. [default: this interpreter's]",
+            help="Target CPython version, repeatable (uv resolves for CPython). "
+            "[env: PIPDEPOT_PYTHON_VERSIONS (space-separated); default: this interpreter's]",
         ),
         click.option(
             "--platform",
@@ -75,14 +78,7 @@ def _target_options(command: F) -> F:
             metavar="TAG",
             help="Target wheel platform tag (manylinux_2_28_x86_64, musllinux_1_2_aarch64, "
             "macosx_11_0_arm64, win_amd64...), repeatable; every version is combined with every "
-            "platform. [default: this machine's]",
-        ),
-        click.option(
-            "--implementation",
-            type=click.Choice(["cp"]),
-            default="cp",
-            show_default=True,
-            help="Target Python implementation (uv resolves for CPython).",
+            "platform. [env: PIPDEPOT_PLATFORMS (space-separated); default: this machine's]",
         ),
     ]
     for option in reversed(options):
@@ -98,10 +94,11 @@ def _settings(
 
 
 def _targets(pythons: tuple[str, ...], platforms: tuple[str, ...]) -> list[Target]:
+    chosen = load_targets(pythons, platforms, os.environ)
     try:
-        return make_targets(pythons, platforms)
+        return make_targets(chosen.python_versions, chosen.platforms)
     except InvalidTarget as exc:
-        raise ConfigError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def _quiet() -> None:
@@ -114,6 +111,11 @@ def _notes(notes: list[str]) -> None:
         click.echo(f"pipdepot: note: {note}", err=True)
 
 
+def _count(number: int, noun: str) -> str:
+    """``1 file``, ``2 files``: the noun agrees with the number."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _size(count: int) -> str:
     value = float(count)
     for unit in ("B", "kB", "MB", "GB"):
@@ -121,6 +123,51 @@ def _size(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{count} B"
+
+
+class _Stopped(Exception):  # noqa: N818 (a signal, not an error)
+    """SIGINT or SIGTERM arrived; the work was cancelled and has cleaned up."""
+
+    def __init__(self, signum: int, cause: BaseException) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        #: What the cancelled work raised (its own account of what it kept, if it gives one).
+        self.cause = cause
+
+
+def _stoppable(work: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(work)``, where SIGINT and SIGTERM cancel every task so each cleans up after itself.
+
+    Downloads in flight remove their spool files, uv is killed, temporary directories go;
+    what was committed stays. Then :class:`_Stopped` tells the caller which signal it was,
+    and what the work raised as it stopped.
+    """
+    received: list[int] = []
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+
+        def stop(signum: int) -> None:
+            if not received:
+                received.append(signum)
+                for task in asyncio.all_tasks(loop):
+                    task.cancel()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop, signum)
+        try:
+            return await work
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    try:
+        return asyncio.run(main())
+    except BaseException as exc:
+        if received:
+            raise _Stopped(received[0], exc) from None
+        raise
 
 
 class _Progress:
@@ -169,14 +216,13 @@ class _Progress:
 @click.option(
     "--upstream-timeout",
     metavar="SECONDS",
-    help="Give up on an upstream request after this long. [default: 10]",
+    help="Give up on an upstream request after this long. [env: PIPDEPOT_UPSTREAM_TIMEOUT; default: 10]",
 )
 def sync_command(
     *,
     inputs: tuple[Path, ...],
     pythons: tuple[str, ...],
     platforms: tuple[str, ...],
-    implementation: str,  # noqa: ARG001 (only "cp" exists; the option documents it)
     mirror_dir: str | None,
     upstreams: tuple[str, ...],
     upstream_timeout: str | None,
@@ -195,22 +241,27 @@ def sync_command(
     targets = _targets(pythons, platforms)
     read = read_inputs(list(inputs))
     progress = _Progress()
+    options = SyncOptions(settings.mirror_dir, settings.upstreams, settings.upstream_timeout)
     try:
-        report = asyncio.run(
-            sync(
-                read,
-                targets,
-                SyncOptions(settings.mirror_dir, settings.upstreams, settings.upstream_timeout),
-                progress,
-            )
+        report = _stoppable(sync(read, targets, options, progress))
+    except _Stopped as stopped:
+        progress.close()
+        kept = stopped.cause.kept if isinstance(stopped.cause, SyncStopped) else 0
+        click.echo(
+            f"pipdepot: sync stopped by {stopped.name}: {_count(kept, 'file')} downloaded and verified "
+            f"in this run {'stays' if kept == 1 else 'stay'} in {settings.mirror_dir}; the downloads in "
+            "progress and the temporary files were removed; run the same sync again to finish",
+            err=True,
         )
+        sys.exit(128 + stopped.signum)
     finally:
         progress.close()
     _notes(report.notes)
     total = report.fetched_bytes + report.present_bytes
     click.echo(
-        f"synced {settings.mirror_dir} for {', '.join(report.targets)}: {len(report.projects)} projects, "
-        f"{len(report.filenames)} files ({_size(total)}); fetched {report.fetched_files} files "
+        f"synced {settings.mirror_dir} for {', '.join(report.targets)}: "
+        f"{_count(len(report.projects), 'project')}, {_count(len(report.filenames), 'file')} "
+        f"({_size(total)}); fetched {_count(report.fetched_files, 'file')} "
         f"({_size(report.fetched_bytes)}), already present {report.present_files} "
         f"({_size(report.present_bytes)}); {report.seconds:.1f} s"
     )
@@ -225,7 +276,6 @@ def check_command(
     inputs: tuple[Path, ...],
     pythons: tuple[str, ...],
     platforms: tuple[str, ...],
-    implementation: str,  # noqa: ARG001
     mirror_dir: str | None,
 ) -> None:
     """Prove, with no network, that the requirements install from the mirror alone.
@@ -247,13 +297,14 @@ def _report_check(report: CheckReport, mirror_dir: Path) -> None:
     _notes(report.notes)
     for target, files in report.targets.items():
         if not any(m.target == target for m in report.missing):
-            click.echo(f"ok: {target}: {files} files, all in the mirror {mirror_dir}")
+            click.echo(f"ok: {target}: {_count(files, 'file')}, all in the mirror {mirror_dir}")
     for missing in report.missing:
         click.echo(f"missing: {missing}")
     if not report.ok:
         targets = {m.target for m in report.missing}
         raise MirrorError(
-            f"the mirror lacks {len(report.missing)} item(s) for {len(targets)} target(s): an offline "
+            f"the mirror lacks {_count(len(report.missing), 'item')} for {_count(len(targets), 'target')}: "
+            "an offline "
             "install would fail",
             hint="run `pipdepot sync` with the same requirements and targets",
         )
@@ -267,7 +318,7 @@ def check_before_chroot(inputs: tuple[Path, ...], mirror_dir: Path, root: Path) 
     _quiet()
     read: Inputs = read_inputs(list(inputs))
     python = _root_python(root)
-    targets = _targets((python,) if python else (), ())
+    targets = make_targets((python,) if python else (), ())  # the root's, never the variables'
     report = asyncio.run(check(read, targets, mirror_dir=mirror_dir))
     _report_check(report, mirror_dir)
 
@@ -341,9 +392,11 @@ def ls_command(project: str | None, as_json: bool, mirror_dir: str | None) -> No
         return
     for item in held:
         versions = ", ".join(item.versions[:5]) + (", ..." if len(item.versions) > 5 else "")
-        click.echo(f"{item.name:<32} {len(item.files):>4} files {_size(item.size):>9}  {versions}")
+        files = _count(len(item.files), "file")
+        click.echo(f"{item.name:<32} {files:>10} {_size(item.size):>9}  {versions}")
     total = sum(p.size for p in held)
-    click.echo(f"{len(held)} projects, {sum(len(p.files) for p in held)} files, {_size(total)}")
+    files = _count(sum(len(p.files) for p in held), "file")
+    click.echo(f"{_count(len(held), 'project')}, {files}, {_size(total)}")
 
 
 @click.command(name="export")
@@ -357,7 +410,6 @@ def export_command(
     inputs: tuple[Path, ...],
     pythons: tuple[str, ...],
     platforms: tuple[str, ...],
-    implementation: str,  # noqa: ARG001
     mirror_dir: str | None,
 ) -> None:
     """Write the mirror (or, with -r, what those requirements need on the targets) to OUT.tar.
@@ -376,7 +428,8 @@ def export_command(
         only = report.filenames
     result = asyncio.run(export_mirror(settings.mirror_dir, out, only=only))
     click.echo(
-        f"exported {len(result.projects)} projects, {result.files} files ({_size(result.size)}) to {out}"
+        f"exported {_count(len(result.projects), 'project')}, {_count(result.files, 'file')} "
+        f"({_size(result.size)}) to {out}"
     )
 
 
@@ -394,7 +447,8 @@ def import_command(archive: Path, mirror_dir: str | None) -> None:
     settings = _settings(mirror_dir)
     result = asyncio.run(import_mirror(archive, settings.mirror_dir))
     click.echo(
-        f"imported {result.files} files ({_size(result.size)}) of {len(result.projects)} projects "
+        f"imported {_count(result.files, 'file')} ({_size(result.size)}) of "
+        f"{_count(len(result.projects), 'project')} "
         f"into {settings.mirror_dir}; {result.present} already there"
     )
 

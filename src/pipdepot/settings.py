@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar, cast, get_args
 from pipdepot.core.buildroot import INDEX_ENV_VARS
 from pipdepot.core.plan import PlanInputs, Sourced, UvIndexStrategy
 from pipdepot.core.urls import validate_index_url
-from pipdepot.errors import ConfigError
+from pipdepot.errors import UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -32,8 +32,10 @@ __all__ = [
     "ServeFlags",
     "ServeSettings",
     "Settings",
+    "TargetSettings",
     "load_serve_settings",
     "load_settings",
+    "load_targets",
 ]
 
 T = TypeVar("T")
@@ -97,6 +99,14 @@ CONFIG_KEYS: dict[str, tuple[str, str]] = {
             "window, or it is abandoned and the next client starts afresh "
             "(PIPDEPOT_UPSTREAM_MIN_RATE; default 8192)"
         ),
+    ),
+    "python-versions": (
+        "sync, check, export",
+        "Python versions to fill or check the mirror for (PIPDEPOT_PYTHON_VERSIONS; default this machine's)",
+    ),
+    "platforms": (
+        "sync, check, export",
+        "wheel platform tags to fill or check the mirror for (PIPDEPOT_PLATFORMS; default this machine's)",
     ),
     "mirror-urls": (
         "plan, inject, chroot",
@@ -214,12 +224,12 @@ def load_serve_settings(flags: ServeFlags, environ: Mapping[str, str]) -> ServeS
     The mirror directory is the element's: ``--mirror``, ``PIPDEPOT_MIRROR_DIR``,
     ``$DIB_IMAGE_CACHE/pypi/mirror``, the config file, ``~/.cache/image-create/pypi/mirror``.
 
-    :raises ConfigError: a value is unusable; the message names its source.
+    :raises UsageError: a value is unusable; the message names its source.
     """
     try:
         return _load_serve(flags, environ)
     except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
 
 
 def _load_serve(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
@@ -280,7 +290,7 @@ def _load_serve(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
     return ServeSettings(
         host=host.value,
         port=_as_port(port.value, port.source),
-        mirror_dir=Path(mirror_dir.value).expanduser(),
+        mirror_dir=_as_mirror_dir(mirror_dir),
         upstreams=upstreams.value,
         offline=offline.value,
         ttl=_as_seconds(ttl.value, ttl.source, allow_zero=True),
@@ -291,16 +301,55 @@ def _load_serve(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class TargetSettings:
+    """The targets ``sync``, ``check`` and ``export`` work for; empty means this interpreter and machine."""
+
+    python_versions: tuple[str, ...]
+    platforms: tuple[str, ...]
+
+
+def load_targets(
+    python_versions: tuple[str, ...], platforms: tuple[str, ...], environ: Mapping[str, str]
+) -> TargetSettings:
+    """``--python-version``/``PIPDEPOT_PYTHON_VERSIONS`` and ``--platform``/``PIPDEPOT_PLATFORMS``.
+
+    Each from the flags, else the variable (space-separated), else the config file's
+    ``python-versions``/``platforms`` lists.
+
+    :raises UsageError: the config file is unusable.
+    """
+    env = {k: v for k, v in environ.items() if v != ""}
+    try:
+        config_file, config = _read_config(None, env)
+        where = f"config file {config_file}"
+        pythons = _first(
+            _flag("--python-version", python_versions or None),
+            _env_list(env, "PIPDEPOT_PYTHON_VERSIONS"),
+            _config(config, "python-versions", where, _as_str_tuple),
+            default=(),
+        )
+        tags = _first(
+            _flag("--platform", platforms or None),
+            _env_list(env, "PIPDEPOT_PLATFORMS"),
+            _config(config, "platforms", where, _as_str_tuple),
+            default=(),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return TargetSettings(pythons.value, tags.value)
+
+
 def load_settings(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
     """Merge every source into :class:`Settings`.
 
-    :raises ConfigError: a value is unusable; the message names the flag,
+    :raises UsageError: a value is unusable; the message names the flag,
         variable or file it came from, and nothing has been written.
     """
     try:
         return _load(flags, environ)
     except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
 
 
 def _load(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
@@ -370,7 +419,7 @@ def _load(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
         retries=_optional(retries, _as_retries),
         timeout=_optional(timeout, _as_timeout),
         trusted_hosts=trusted,
-        mirror_dir=Sourced(Path(mirror_dir.value).expanduser(), mirror_dir.source),
+        mirror_dir=Sourced(_as_mirror_dir(mirror_dir), mirror_dir.source),
         uv_index_strategy=_parse(strategy, _as_strategy),
         notes=tuple(notes),
     )
@@ -641,6 +690,14 @@ def _as_rate(value: object, source: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 1 << 40:
         raise ValueError(f"{source}: {value!r} is not a number of bytes per second (more than 0)")
     return int(text)
+
+
+def _as_mirror_dir(value: Sourced[str]) -> Path:
+    """The mirror directory; a path that is something else is refused here, for every command alike."""
+    path = Path(value.value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{value.source}: {path} is not a directory")
+    return path
 
 
 def _as_strategy(value: object, source: str) -> UvIndexStrategy:

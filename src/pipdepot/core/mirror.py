@@ -256,12 +256,10 @@ class Mirror:
             page = self._rendered.get(key)
             if page is not None:
                 self._rendered.move_to_end(key)
-                self.metrics.hits += 1
                 return page, "hit"
         if not self.offline and name not in self._states:
             stored = await self._render_stored(name, fmt, encoding)
             if stored is not None:
-                self.metrics.hits += 1
                 return stored, "hit"
         result = await self.project(name)
         return None if result is None else (self.rendered(result, fmt, encoding), result.cache)
@@ -330,7 +328,6 @@ class Mirror:
         if head is not None and self._is_fresh(head[1]):
             state = await self._load(name)
             if state is not None:
-                self.metrics.hits += 1
                 return PageResult(state, local_only=False, cache="hit")
         try:
             fresh = await self._refresh(name)
@@ -340,13 +337,10 @@ class Mirror:
             if record is None or not record.local:
                 raise  # nothing installable to offer: a 502, so clients do not take it as "no such project"
             logger.warning("serving %s stale: %s", name, exc)
-            self.metrics.stale_serves += 1
             return PageResult(record, local_only=True, cache="stale")
         if fresh is None:
             return None
         cache: CacheStatus = "hit" if head is not None and fresh.generation == head[0] else "miss"
-        self.metrics.hits += cache == "hit"
-        self.metrics.misses += cache == "miss"
         return PageResult(fresh, local_only=False, cache=cache)
 
     async def _head(self, name: NormalizedName) -> tuple[int, float] | None:
@@ -442,7 +436,7 @@ class Mirror:
                 raise
             self._down_until.pop(index, None)
             elapsed = (time.monotonic() - started) * 1000
-            logger.info("upstream %s%s/ -> %s (%.0f ms)", index, name, type(answer).__name__, elapsed)
+            logger.info("upstream %s%s/: %s (%.0f ms)", redact_url(index), name, _outcome(answer), elapsed)
             if isinstance(answer, NotFound):
                 continue
             if isinstance(answer, NotModified):
@@ -543,7 +537,6 @@ class Mirror:
         path = self.store.local_path(key)
         if stored is None or path is None or stored.size != state.local[entry["filename"]].size:
             return None  # gone or cut short behind the mirror's back: fetched again
-        self.metrics.hits += 1
         return FileHit(path, stored.size)
 
     def download(self, name: NormalizedName, entry: FileEntry) -> Download | None:
@@ -563,7 +556,6 @@ class Mirror:
             sha256=(entry.get("hashes") or {}).get("sha256"),
         )
         self._downloads[key] = download
-        self.metrics.misses += 1
         task: asyncio.Task[object] = asyncio.create_task(self._run_download(name, entry, download))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -742,6 +734,10 @@ class Mirror:
         await self.store.put(StoreKey(_key_of(entry) + ".metadata"), data)
         return hashlib.sha256(data).hexdigest()
 
+    async def metadata_cached(self, entry: FileEntry) -> bool:
+        """Whether the file's core metadata is in the store (served as a hit)."""
+        return await self.store.stat(StoreKey(_key_of(entry) + ".metadata")) is not None
+
     async def metadata(self, name: NormalizedName, entry: FileEntry) -> bytes | None:
         """The core metadata of a distribution: upstream's, or extracted from the cached wheel.
 
@@ -914,6 +910,15 @@ def _renderable(page: IO[bytes]) -> tuple[dict[str, Any], Iterator[FileEntry]] |
     if meta.get("all_sizes") and isinstance(extra, dict) and isinstance(extra.get("versions"), list):
         return (extra, entries) if extra["versions"] else None
     return None
+
+
+def _outcome(answer: object) -> str:
+    """What upstream's answer to a page request was, in the log's words."""
+    if isinstance(answer, NotFound):
+        return "no such project"
+    if isinstance(answer, NotModified):
+        return "not modified"
+    return "new page"
 
 
 def _key_of(entry: FileEntry) -> StoreKey:

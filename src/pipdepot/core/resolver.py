@@ -10,6 +10,7 @@ downloads, so the only thing it talks to is the index it is given.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from typing import TYPE_CHECKING
@@ -74,7 +75,13 @@ async def resolve(requirements: Path, target: Target, *, index_url: str, cache_d
         stdin=asyncio.subprocess.DEVNULL,
         env=environment,
     )
-    out, err = await process.communicate()
+    try:
+        out, err = await process.communicate()
+    except BaseException:  # cancelled (pipdepot stopped): uv must not outlive it, writing to removed dirs
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await asyncio.shield(process.wait())
+        raise
     if process.returncode != 0:
         raise ResolutionError(_one_line(err.decode(errors="replace")))
     return _pins(out.decode())

@@ -76,6 +76,23 @@ class RootFS:
             resolved.append(name)
         return self.root.joinpath(*resolved)
 
+    def missing_layout(self) -> list[str]:
+        """What an OS root has and this one lacks: ``/etc``, ``/usr/bin`` or ``/bin``, ``/bin/sh``.
+
+        Empty for any Linux distribution's root; an empty directory, a mistyped path or a
+        project's own tree lack them, and pip and uv could never run there.
+        """
+        missing = []
+        if not self.path(PurePosixPath("/etc"), follow_last=True).is_dir():
+            missing.append("/etc")
+        bins = [self.path(PurePosixPath(d), follow_last=True).is_dir() for d in ("/usr/bin", "/bin")]
+        if not any(bins):
+            missing.append("/usr/bin or /bin")
+        shell = self.path(PurePosixPath("/bin/sh"), follow_last=True)
+        if not (shell.is_file() and os.access(shell, os.X_OK)):
+            missing.append("/bin/sh")
+        return missing
+
     def lexists(self, inner: PurePosixPath) -> bool:
         """Whether something, even a dangling symlink, is at ``inner``."""
         return os.path.lexists(self.path(inner))

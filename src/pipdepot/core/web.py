@@ -87,7 +87,9 @@ def create_server(
 
     async def handle(request: BaseRequest) -> web.StreamResponse:
         refused = _refusal(request)
-        return refused if refused is not None else await routes.dispatch(request)
+        response = refused if refused is not None else await routes.dispatch(request)
+        mirror.metrics.answered(response.headers.get(_CACHE_HEADER))  # as its access line says
+        return response
 
     server = _Server(
         handle, access_log=access_log, access_log_class=AccessLogger, keepalive_timeout=HEADER_DEADLINE
@@ -316,7 +318,6 @@ class _Routes:
             "Cache-Control": _PAGE_CACHE,
             _CACHE_HEADER: cache,
         }
-        self.mirror.metrics.requests += 1
         if etag in _etags(request.headers.get("If-None-Match", "")):
             return web.Response(status=304, headers=headers)
         content_type = page.content_type + ("; charset=utf-8" if page.content_type == "text/html" else "")
@@ -328,7 +329,6 @@ class _Routes:
         return web.Response(body=body, headers=headers)
 
     async def file(self, request: BaseRequest, path: str) -> web.StreamResponse:
-        self.mirror.metrics.requests += 1
         is_metadata = path.endswith(".metadata")
         found = await self.mirror.find(path.removesuffix(".metadata"))
         if found is None:
@@ -400,13 +400,14 @@ class _Routes:
         return response
 
     async def metadata(self, name: NormalizedName, entry: FileEntry) -> web.StreamResponse:
+        cached = await self.mirror.metadata_cached(entry)
         try:
             data = await self.mirror.metadata(name, entry)
         except (UpstreamError, IntegrityError) as exc:
             return _bad_gateway(f"metadata of {entry['filename']} unavailable", exc)
         if data is None:
             return _text(404, "no metadata for this file")
-        headers = {**_file_headers("hit"), "Content-Type": "application/octet-stream"}
+        headers = {**_file_headers("hit" if cached else "miss"), "Content-Type": "application/octet-stream"}
         return web.Response(body=data, headers=headers)
 
     def send(self, request: BaseRequest, path: Path, size: int, cache: str) -> web.StreamResponse:

@@ -60,13 +60,15 @@ def run_in_root(
     *,
     environment: Mapping[str, str],
     online: bool,
+    force: bool = False,
 ) -> int:
     """Run ``command`` in the injected root and return its exit status (128+N for signal N).
 
     Online, the host's ``/etc/resolv.conf`` is copied in (and the original put back), so
     names resolve as on the host; offline, the root's own is left alone.
 
-    :raises BuildRootError: the root could not be injected or restored.
+    :raises BuildRootError: the root could not be injected or restored, or (unless ``force``)
+        is not an OS root.
     """
     assert report.root is not None  # noqa: S101 (the CLI always passes a root)
     child: subprocess.Popen[bytes] | None = None
@@ -79,7 +81,7 @@ def run_in_root(
     with _signals(forward):
         try:
             resolv = _HOST_RESOLV_CONF.read_bytes() if online and _HOST_RESOLV_CONF.is_file() else None
-            inject(report, system_mounts=True, resolv_conf=resolv)
+            inject(report, system_mounts=True, resolv_conf=resolv, force=force)
             try:
                 child = subprocess.Popen(
                     ["chroot", str(report.root), *command], env=dict(environment), cwd="/"

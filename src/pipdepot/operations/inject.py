@@ -23,7 +23,7 @@ from pipdepot.errors import BuildRootError
 if TYPE_CHECKING:
     from pipdepot.operations.plan import PlanReport
 
-__all__ = ["SYSTEM_MOUNTS", "InjectReport", "RestoreReport", "inject", "restore"]
+__all__ = ["SYSTEM_MOUNTS", "InjectReport", "RestoreReport", "inject", "require_os_root", "restore"]
 
 #: What a build needs mounted in its root: (path in root, filesystem type or host path to bind).
 SYSTEM_MOUNTS: tuple[tuple[PurePosixPath, str], ...] = (
@@ -66,15 +66,18 @@ def inject(
     *,
     system_mounts: bool = False,
     resolv_conf: bytes | None = None,
+    force: bool = False,
 ) -> InjectReport:
     """Write the plan's files into ``report.root`` and mount the local mirror read-only.
 
-    :raises BuildRootError: the root is already injected or cannot be changed;
-        whatever was done before the failure has been undone.
+    :raises BuildRootError: the root is already injected, cannot be changed, or (unless
+        ``force``) has no OS layout; whatever was done before the failure has been undone.
     """
     if report.root is None:
         raise BuildRootError("no build root given")
     rootfs = RootFS.open(report.root)
+    if not force:
+        require_os_root(rootfs.root)
     journal = Journal.begin(rootfs.root)
     injector = _Injector(rootfs, journal, InjectReport(rootfs.root))
     try:
@@ -91,6 +94,20 @@ def inject(
         restore(rootfs.root, force=True)
         raise
     return injector.report
+
+
+def require_os_root(root: Path) -> None:
+    """Refuse a directory that is not an OS root (``inject`` and ``chroot`` without ``--force``).
+
+    :raises BuildRootError: one line naming what is missing.
+    """
+    rootfs = RootFS.open(root)
+    missing = rootfs.missing_layout()
+    if missing:
+        raise BuildRootError(
+            f"{rootfs.root} does not look like an OS root: no {', no '.join(missing)}",
+            hint="give the root's top directory, or --force to use this one anyway",
+        )
 
 
 def restore(root: Path, *, force: bool = False) -> RestoreReport:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pipdepot.core.project import FileEntry
     from pipdepot.core.targets import Target
 
-__all__ = ["Inputs", "SyncOptions", "SyncProgress", "SyncReport", "read_inputs", "sync"]
+__all__ = ["Inputs", "SyncOptions", "SyncProgress", "SyncReport", "SyncStopped", "read_inputs", "sync"]
 
 #: Downloads at once: enough to fill a link, few enough not to look like an attack on upstream.
 _PARALLEL = 8
@@ -113,6 +113,14 @@ class _Wanted:
     pin: Pin
 
 
+class SyncStopped(Exception):  # noqa: N818 (cancelled, not failed)
+    """The sync was cancelled (SIGINT, SIGTERM) after ``kept`` files were downloaded, verified, committed."""
+
+    def __init__(self, kept: int) -> None:
+        super().__init__(kept)
+        self.kept = kept
+
+
 @dataclass(frozen=True, slots=True)
 class SyncOptions:
     """Where to sync and from where."""
@@ -129,6 +137,7 @@ async def sync(
 
     :raises MirrorError: a requirement does not resolve, a file is missing upstream or fails its
         hash; files fetched before that stay, each complete and listed.
+    :raises SyncStopped: cancelled; the same holds.
     """
     started = time.monotonic()
     report = SyncReport(targets=[str(t) for t in targets], notes=inputs.notes)
@@ -140,18 +149,21 @@ async def sync(
         upstream_timeout=options.upstream_timeout,
         fresh_after=time.time(),
     ) as mirror:
-        with tempfile.TemporaryDirectory(prefix="pipdepot-sync-") as scratch:
-            async with local_index(mirror) as index_url:
-                run = _Run(mirror, index_url, Path(scratch), report, progress)
-                for target in targets:
-                    pins = [pin for lock in inputs.locks for pin in lock.pins(target)]
-                    if inputs.requirements is not None:
-                        progress.resolving(str(target))
-                        pins += await run.resolve(inputs.requirements, target)
-                    await run.choose(pins, target)
-                await run.fetch_all()
-                await run.build_requirements(targets)
-                await run.prune()
+        try:
+            with tempfile.TemporaryDirectory(prefix="pipdepot-sync-") as scratch:
+                async with local_index(mirror) as index_url:
+                    run = _Run(mirror, index_url, Path(scratch), report, progress)
+                    for target in targets:
+                        pins = [pin for lock in inputs.locks for pin in lock.pins(target)]
+                        if inputs.requirements is not None:
+                            progress.resolving(str(target))
+                            pins += await run.resolve(inputs.requirements, target)
+                        await run.choose(pins, target)
+                    await run.fetch_all()
+                    await run.build_requirements(targets)
+                    await run.prune()
+        except asyncio.CancelledError:  # stopped: uv killed, downloads' spools and scratch removed
+            raise SyncStopped(len(mirror.downloaded)) from None
     report.projects = {w.name for w in run.wanted.values()}
     report.seconds = time.monotonic() - started
     return report
@@ -235,8 +247,8 @@ class _Run:
         dropped = sum([await self.mirror.forget(name, filename) for filename, name in extra.items()])
         if extra:
             self.report.notes.append(
-                f"dropped {len(extra)} files ({dropped / 1e6:.1f} MB) the resolver fetched"
-                " that no target installs"
+                f"dropped {len(extra)} file{'s' if len(extra) != 1 else ''} ({dropped / 1e6:.1f} MB)"
+                " the resolver fetched that no target installs"
             )
 
     async def build_requirements(self, targets: list[Target]) -> None:
