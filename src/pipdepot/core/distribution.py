@@ -8,7 +8,6 @@ reject after download, is refused up front.
 from __future__ import annotations
 
 import tarfile
-import tomllib
 import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from pipdepot.core.buildsystem import BuildSystem, InvalidBuildSystem, parse_build_system
 from pipdepot.core.digests import file_sha256
 
 if TYPE_CHECKING:
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["InvalidDistribution", "LocalDistribution", "build_requirements", "inspect_distribution"]
 
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
-#: What pip installs to build an sdist that names no build system (PEP 517's fallback).
-_LEGACY_BUILD = ("setuptools>=40.8.0",)
 
 
 def __dir__() -> list[str]:
@@ -121,30 +119,17 @@ def _sdist_metadata(path: Path) -> bytes:
     return data
 
 
-def build_requirements(path: Path) -> list[str]:
-    """What installing the sdist at ``path`` needs first: its ``build-system.requires``.
+def build_requirements(path: Path) -> BuildSystem:
+    """What building the sdist at ``path`` installs first: its build system, by pip's rules.
 
     An offline build root cannot fetch its build backend, so the mirror must hold it too.
 
     :raises InvalidDistribution: the archive cannot be read.
     """
     try:
-        data = _sdist_member(path, "pyproject.toml")
-        if data is None:
-            return list(_LEGACY_BUILD)
-        system = tomllib.loads(data.decode()).get("build-system")
-    except (
-        OSError,
-        EOFError,
-        zipfile.BadZipFile,
-        tarfile.TarError,
-        UnicodeDecodeError,
-        tomllib.TOMLDecodeError,
-    ) as exc:
+        return parse_build_system(_sdist_member(path, "pyproject.toml"))
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, InvalidBuildSystem) as exc:
         raise InvalidDistribution(f"{path.name}: unreadable sdist: {_first_line(exc)}") from None
-    if not isinstance(system, dict) or "requires" not in system:
-        return list(_LEGACY_BUILD)
-    return [str(r) for r in system["requires"]]
 
 
 def _sdist_member(path: Path, name: str) -> bytes | None:
