@@ -8,6 +8,8 @@ hold a sync or check for longer, nor fill the memory.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 
 import aiohttp
 
@@ -86,7 +88,10 @@ def connection_cause(exc: BaseException) -> str | None:
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, aiohttp.ClientConnectorError):
-            reason = seen.os_error.strerror or str(seen.os_error) or type(seen.os_error).__name__
+            error = seen.os_error
+            reason = os.strerror(error.errno) if error.errno else str(error) or type(error).__name__
+            if isinstance(error, socket.gaierror) and error.strerror:
+                reason = error.strerror  # "Name or service not known", not a generic errno
             return f"cannot connect to {seen.host}:{seen.port}: {reason}"
         seen = seen.__cause__
     return None

@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 
 from pipdepot.core.digests import file_sha256
 from pipdepot.core.resolver import ResolutionError, resolve
-from pipdepot.core.selection import choose_file
+from pipdepot.core.selection import choose_file, files_of_version
 from pipdepot.operations.builds import Buildable, BuildEnvironments
 from pipdepot.operations.session import local_index, open_mirror
 
@@ -206,12 +206,17 @@ class _Check:
             try:
                 pins += await self._uv(alone, target, known=True)
             except ResolutionError as exc:
-                if name is not None and exc.conflict and await self._has(name):
+                if name is not None and exc.conflict and await self._knows(name, specifier):
                     self.report.unresolved.append((line, str(target), str(exc)))
                 elif name is not None:
                     reason = "project not in the mirror" if not await self._has(name) else str(failure)
                     self._missing(name, specifier, target, reason)
-        return pins
+        return list({(p.name, p.version, p.hashes): p for p in pins}.values())
+
+    async def _knows(self, name: str, version: str) -> bool:
+        """Whether the mirror knows ``version`` of ``name`` (its file, or its metadata kept)."""
+        state = await self.mirror.state(canonicalize_name(name))
+        return state is not None and bool(files_of_version(self.views.known(state)[0].files, version))
 
 
 def _name_of(line: str) -> tuple[str | None, str]:
@@ -220,6 +225,9 @@ def _name_of(line: str) -> tuple[str | None, str]:
         requirement = Requirement(line)
     except InvalidRequirement:
         return None, ""
+    specifiers = list(requirement.specifier)
+    if len(specifiers) == 1 and specifiers[0].operator in {"==", "==="}:
+        return requirement.name, specifiers[0].version
     return requirement.name, str(requirement.specifier)
 
 

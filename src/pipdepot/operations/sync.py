@@ -45,8 +45,6 @@ __all__ = ["Inputs", "SyncOptions", "SyncProgress", "SyncReport", "read_inputs",
 _PARALLEL = 8
 #: uv runs at once for ``--each-pin`` (each a process; the machine's cores are the limit).
 _PARALLEL_PINS = 4
-#: Seconds between "still resolving" lines.
-_TICK = 10.0
 
 
 def __dir__() -> list[str]:
@@ -170,6 +168,8 @@ class SyncOptions:
     mirror_dir: Path
     upstreams: tuple[str, ...]
     upstream_timeout: float
+    #: Seconds between "still resolving" reports while uv works.
+    progress_every: float = 10.0
 
 
 async def sync(
@@ -194,6 +194,7 @@ async def sync(
         with tempfile.TemporaryDirectory(prefix="pipdepot-sync-") as scratch:
             async with local_index(mirror) as index_url:
                 run = _Run(mirror, index_url, Path(scratch), report, progress)
+                run.tick = options.progress_every
                 for target in targets:
                     pins = [pin for lock in inputs.locks for pin in lock.pins(target)]
                     if inputs.resolved is not None:
@@ -230,6 +231,7 @@ class _Run:
         #: Per target: sdists chosen whose build environments come next, and local projects.
         self.sdists: dict[str, list[_Wanted]] = {}
         self.sources: dict[str, list[Buildable]] = {}
+        self.tick = 10.0
 
     async def resolve(self, requirements: RequirementSet, target: Target) -> list[Pin]:
         """The pins uv finds for ``target``, with the hashes the requirements allow.
@@ -239,7 +241,7 @@ class _Run:
         try:
             return await self._resolve(requirements, target)
         except ResolutionError as exc:
-            raise MirrorError(f"{requirements.label} do not resolve for {target}:\n{exc}") from None
+            raise MirrorError(f"{requirements.label} do not resolve for {target}: {exc}") from None
 
     async def _resolve(self, requirements: RequirementSet, target: Target) -> list[Pin]:
         directory = Path(tempfile.mkdtemp(dir=self.work))
@@ -262,7 +264,7 @@ class _Run:
         """Say every few seconds that uv still works, and how many pages the mirror fetched for it."""
         started = time.monotonic()
         while True:
-            await asyncio.sleep(_TICK)
+            await asyncio.sleep(self.tick)
             self.progress.waiting(what, time.monotonic() - started, self.mirror.metrics.misses)
 
     async def _unreachable(self, failure: ResolutionError) -> None:
@@ -299,7 +301,7 @@ class _Run:
                     found.append(await self._resolve(requirements.alone(line, line), target))
                 except ResolutionError as exc:
                     if not exc.conflict:  # an index failed: not the pin's fault
-                        raise MirrorError(f"{line} does not resolve for {target}:\n{exc}") from None
+                        raise MirrorError(f"{line} does not resolve for {target}: {exc}") from None
                     self.report.unresolved.append((line, str(target), str(exc)))
 
         self.progress.resolving(f"{len(pins)} pins, each on its own, for {target}")
