@@ -552,3 +552,52 @@ def test_sync_reports_progress_while_uv_resolves(stop_after: list[FakeUpstream],
     assert said
     assert said[0][0] == "requirements for cp311-host"
     assert said[-1][2] >= 1  # pages fetched for uv, counted as they come
+
+
+# -- the OpenStack case, as a user types it, with a small real set ------------------------------
+
+#: Real pins in upper-constraints' form: a legacy sdist (docopt), wheels per Python (PyYAML,
+#: charset-normalizer), and two pins that conflict (requests 2.32.3 needs urllib3>=1.21.1,<3).
+UPPER = """\
+docopt===0.6.2
+six===1.17.0
+PyYAML===6.0.2
+requests===2.32.3
+urllib3===2.2.3
+idna===3.10
+certifi===2024.8.30
+charset-normalizer===3.4.0
+"""
+
+
+@pytest.mark.network
+def test_openstack_sync_with_upper_constraints_by_url_then_check(
+    run_pipdepot: PipdepotRunner, web: tuple[str, dict[str, bytes]], old_pip: Path, tmp_path: Path
+) -> None:
+    """`pipdepot sync -r reqs.txt -c <URL> --python-version 3.11 --python-version 3.13`, from PyPI."""
+    url, files = web
+    files["/upper-constraints.txt"] = UPPER.encode()
+    constraints = f"{url}/upper-constraints.txt"
+    wanted = requirements_file(tmp_path, "docopt\nsix\nPyYAML\nrequests\n")
+    mirror = tmp_path / "mirror"
+    targets = ("--python-version", "3.11", "--python-version", "3.13")
+    run_pipdepot("sync", "-r", str(wanted), "-c", constraints, "--mirror", str(mirror), *targets)
+    held = listed(mirror)
+    assert "docopt-0.6.2.tar.gz" in held
+    assert {name.split("-")[0] for name in held} >= {
+        "setuptools",
+        "wheel",
+    }  # docopt's build, as pip 23 does it
+    assert {n for n in held if n.startswith("PyYAML-6.0.2-cp3")} == {
+        f"PyYAML-6.0.2-cp3{minor}-cp3{minor}-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+        for minor in (11, 13)
+    }
+    result = run_pipdepot("check", "-r", str(wanted), "-c", constraints, "--mirror", str(mirror), *targets)
+    assert "ok: cp311-host" in result.stdout
+    assert "ok: cp313-host" in result.stdout
+    # bookworm's pip, offline from the static tree, builds docopt with the mirror's setuptools and wheel
+    (tmp_path / "c.txt").write_text(UPPER)
+    result_install = old_pip_install(
+        old_pip, mirror.as_uri(), "-r", str(wanted), "-c", str(tmp_path / "c.txt")
+    )
+    assert result_install.returncode == 0, result_install.stdout + result_install.stderr
