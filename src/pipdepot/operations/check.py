@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CheckReport", "Missing", "check"]
 
+#: uv runs at once for ``--each-pin``, as in ``sync``.
+_PARALLEL_PINS = 4
+
 
 def __dir__() -> list[str]:
     return __all__
@@ -195,22 +198,36 @@ class _Check:
         unresolvable, not as missing.
         """
         pins: list[Pin] = []
-        for line in requirements.exact_constraints():
+        gate = asyncio.Semaphore(_PARALLEL_PINS)
+
+        async def one(line: str) -> None:
             alone = requirements.alone(line, line)
             name, specifier = _name_of(line)
-            try:
-                pins += await self._uv(alone, target, known=False)
-                continue
-            except ResolutionError as local_failure:
-                failure = local_failure
-            try:
-                pins += await self._uv(alone, target, known=True)
-            except ResolutionError as exc:
-                if name is not None and exc.conflict and await self._knows(name, specifier):
-                    self.report.unresolved.append((line, str(target), str(exc)))
-                elif name is not None:
-                    reason = "project not in the mirror" if not await self._has(name) else str(failure)
-                    self._missing(name, specifier, target, reason)
+            async with gate:
+                try:
+                    found = await self._uv(alone, target, known=False)
+                except ResolutionError as local_failure:
+                    failure = local_failure
+                else:
+                    pins.extend(found)
+                    return
+                try:
+                    found = await self._uv(alone, target, known=True)
+                except ResolutionError as exc:
+                    known_failure = exc
+                else:
+                    pins.extend(found)
+                    return
+            if name is None:
+                return
+            if known_failure.conflict and await self._knows(name, specifier):
+                self.report.unresolved.append((line, str(target), str(known_failure)))
+            else:
+                reason = "project not in the mirror" if not await self._has(name) else str(failure)
+                self._missing(name, specifier, target, reason)
+
+        await asyncio.gather(*(one(line) for line in requirements.exact_constraints()))
+        self.report.unresolved.sort()
         return list({(p.name, p.version, p.hashes): p for p in pins}.values())
 
     async def _knows(self, name: str, version: str) -> bool:

@@ -195,6 +195,7 @@ async def sync(
             async with local_index(mirror) as index_url:
                 run = _Run(mirror, index_url, Path(scratch), report, progress)
                 run.tick = options.progress_every
+                run.pins_alone = inputs.each_pin
                 for target in targets:
                     pins = [pin for lock in inputs.locks for pin in lock.pins(target)]
                     if inputs.resolved is not None:
@@ -232,6 +233,7 @@ class _Run:
         self.sdists: dict[str, list[_Wanted]] = {}
         self.sources: dict[str, list[Buildable]] = {}
         self.tick = 10.0
+        self.pins_alone = False
 
     async def resolve(self, requirements: RequirementSet, target: Target) -> list[Pin]:
         """The pins uv finds for ``target``, with the hashes the requirements allow.
@@ -307,6 +309,7 @@ class _Run:
         self.progress.resolving(f"{len(pins)} pins, each on its own, for {target}")
         self.report.pins_tried += len(pins)
         await asyncio.gather(*(one(line) for line in pins))
+        self.report.unresolved.sort()
         unique = {(p.name, p.version, p.hashes): p for group in found for p in group}
         return await self.choose(list(unique.values()), target)
 
@@ -396,5 +399,14 @@ class _Run:
             await self.fetch_all()
             self.sdists = level
 
-    async def _build_pins(self, requirements: RequirementSet, target: Target) -> list[Pin]:
-        return await self.resolve(requirements, target)
+    async def _build_pins(self, requirements: RequirementSet, target: Target) -> list[Pin] | None:
+        """A build environment's pins; with ``--each-pin``, one that conflicts is reported, not fatal."""
+        if not self.pins_alone:
+            return await self.resolve(requirements, target)
+        try:
+            return await self._resolve(requirements, target)
+        except ResolutionError as exc:
+            if not exc.conflict:
+                raise MirrorError(f"{requirements.label} do not resolve for {target}: {exc}") from None
+            self.report.unresolved.append((requirements.label, str(target), str(exc)))
+            return None
