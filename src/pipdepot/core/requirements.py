@@ -94,9 +94,9 @@ class RequirementSet:
                 found.append(line)
         return found
 
-    def alone(self, requirement: str, label: str) -> RequirementSet:
-        """One requirement under all of this set's constraints and hashes."""
-        return RequirementSet([requirement], self.constraints, self.hashes, label=label)
+    def alone(self, requirements: list[str], label: str) -> RequirementSet:
+        """Some requirements on their own, under all of this set's constraints and hashes."""
+        return RequirementSet(list(requirements), self.constraints, self.hashes, label=label)
 
     def hashed(self, pins: list[Pin]) -> list[Pin]:
         """The resolver's pins, each narrowed to the sha256 values its requirement allows."""

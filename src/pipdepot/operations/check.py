@@ -25,6 +25,7 @@ from pipdepot.core.digests import file_sha256
 from pipdepot.core.resolver import ResolutionError, resolve
 from pipdepot.core.selection import choose_file, files_of_version
 from pipdepot.operations.builds import Buildable, BuildEnvironments
+from pipdepot.operations.pins import resolve_each_pin
 from pipdepot.operations.session import local_index, open_mirror
 
 if TYPE_CHECKING:
@@ -38,9 +39,6 @@ if TYPE_CHECKING:
     from pipdepot.operations.sync import Inputs
 
 __all__ = ["CheckReport", "Missing", "check"]
-
-#: uv runs at once for ``--each-pin``, as in ``sync``.
-_PARALLEL_PINS = 4
 
 
 def __dir__() -> list[str]:
@@ -162,7 +160,7 @@ class _Check:
                 name, specifier = _name_of(line)
                 if name is None:
                     continue
-                alone = requirements.alone(line, line)
+                alone = requirements.alone([line], line)
                 if not await self._has(name):
                     self._missing(name, specifier, target, "project not in the mirror")
                     found += 1
@@ -197,38 +195,31 @@ class _Check:
         is one no install can satisfy (its dependencies conflict with the other pins): reported as
         unresolvable, not as missing.
         """
-        pins: list[Pin] = []
-        gate = asyncio.Semaphore(_PARALLEL_PINS)
 
-        async def one(line: str) -> None:
-            alone = requirements.alone(line, line)
+        async def local(subset: RequirementSet) -> list[Pin]:
+            return await self._uv(subset, target, known=False)
+
+        async def failed(line: str, local_failure: ResolutionError) -> list[Pin]:
+            try:
+                return await self._uv(requirements.alone([line], line), target, known=True)
+            except ResolutionError as exc:
+                known_failure = exc
             name, specifier = _name_of(line)
-            async with gate:
-                try:
-                    found = await self._uv(alone, target, known=False)
-                except ResolutionError as local_failure:
-                    failure = local_failure
-                else:
-                    pins.extend(found)
-                    return
-                try:
-                    found = await self._uv(alone, target, known=True)
-                except ResolutionError as exc:
-                    known_failure = exc
-                else:
-                    pins.extend(found)
-                    return
             if name is None:
-                return
+                return []
             if known_failure.conflict and await self._knows(name, specifier):
                 self.report.unresolved.append((line, str(target), str(known_failure)))
-            else:
-                reason = "project not in the mirror" if not await self._has(name) else str(failure)
-                self._missing(name, specifier, target, reason)
+            elif await self._has(name):
+                self._missing(name, specifier, target, str(local_failure))
+            elif await self.mirror.state(canonicalize_name(name)) is None:
+                self._missing(name, specifier, target, "project not in the mirror")
+            else:  # sync --each-pin lists it if it does not resolve at all
+                self._missing(name, specifier, target, "no file of this project in the mirror")
+            return []
 
-        await asyncio.gather(*(one(line) for line in requirements.exact_constraints()))
+        pins = await resolve_each_pin(requirements, local, failed)
         self.report.unresolved.sort()
-        return list({(p.name, p.version, p.hashes): p for p in pins}.values())
+        return pins
 
     async def _knows(self, name: str, version: str) -> bool:
         """Whether the mirror knows ``version`` of ``name`` (its file, or its metadata kept)."""

@@ -28,6 +28,7 @@ from pipdepot.core.store import IntegrityError
 from pipdepot.core.urls import redact_url
 from pipdepot.errors import MirrorError, UpstreamError
 from pipdepot.operations.builds import Buildable, BuildEnvironments
+from pipdepot.operations.pins import resolve_each_pin
 from pipdepot.operations.session import local_index, open_mirror
 
 if TYPE_CHECKING:
@@ -43,8 +44,6 @@ __all__ = ["Inputs", "SyncOptions", "SyncProgress", "SyncReport", "read_inputs",
 
 #: Downloads at once: enough to fill a link, few enough not to look like an attack on upstream.
 _PARALLEL = 8
-#: uv runs at once for ``--each-pin`` (each a process; the machine's cores are the limit).
-_PARALLEL_PINS = 4
 
 
 def __dir__() -> list[str]:
@@ -293,25 +292,22 @@ class _Run:
 
         A pin that does not resolve is reported in the result, not fatal.
         """
-        pins = requirements.exact_constraints()
-        gate = asyncio.Semaphore(_PARALLEL_PINS)
-        found: list[list[Pin]] = []
 
-        async def one(line: str) -> None:
-            async with gate:
-                try:
-                    found.append(await self._resolve(requirements.alone(line, line), target))
-                except ResolutionError as exc:
-                    if not exc.conflict:  # an index failed: not the pin's fault
-                        raise MirrorError(f"{line} does not resolve for {target}: {exc}") from None
-                    self.report.unresolved.append((line, str(target), str(exc)))
+        async def resolve(subset: RequirementSet) -> list[Pin]:
+            return await self._resolve(subset, target)
 
-        self.progress.resolving(f"{len(pins)} pins, each on its own, for {target}")
-        self.report.pins_tried += len(pins)
-        await asyncio.gather(*(one(line) for line in pins))
+        async def failed(line: str, exc: ResolutionError) -> list[Pin]:
+            if not exc.conflict:  # an index failed: not the pin's fault
+                raise MirrorError(f"{line} does not resolve for {target}: {exc}") from None
+            self.report.unresolved.append((line, str(target), str(exc)))
+            return []
+
+        count = len(requirements.exact_constraints())
+        self.progress.resolving(f"{count} pins, each with its own dependencies, for {target}")
+        self.report.pins_tried += count
+        found = await resolve_each_pin(requirements, resolve, failed)
         self.report.unresolved.sort()
-        unique = {(p.name, p.version, p.hashes): p for group in found for p in group}
-        return await self.choose(list(unique.values()), target)
+        return await self.choose(found, target)
 
     async def choose(self, pins: list[Pin], target: Target) -> list[_Wanted]:
         """Add the file each pin installs on ``target`` to the wanted files; those files."""
