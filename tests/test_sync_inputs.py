@@ -427,6 +427,33 @@ def test_each_pin_of_a_pins_file_that_is_not_one_installable_set(
     ]
 
 
+def test_each_pin_takes_each_pins_own_version_of_an_unpinned_dependency(
+    run_pipdepot: PipdepotRunner, stop_after: list[FakeUpstream], tmp_path: Path
+) -> None:
+    """loose is pinned nowhere: `narrow` alone takes loose 1.0, `wide` alone loose 2.0; both are mirrored,
+    though resolving the two pins together would take loose 1.0 only."""
+    dist = tmp_path / "dist"
+    upstream = FakeUpstream(with_metadata=True)
+    stop_after.append(upstream)
+    serve(
+        upstream,
+        dist,
+        build_wheel(dist, "narrow", "1.0", requires=("loose<2",)),
+        build_wheel(dist, "wide", "1.0", requires=("loose",)),
+        build_wheel(dist, "loose", "1.0"),
+        build_wheel(dist, "loose", "2.0"),
+    )
+    pins = requirements_file(tmp_path, "narrow===1.0\nwide===1.0\n", "pins.txt")
+    mirror = tmp_path / "mirror"
+    sync(run_pipdepot, upstream, mirror, "--each-pin", "-c", str(pins))
+    assert listed(mirror) == {
+        "narrow-1.0-py3-none-any.whl",
+        "wide-1.0-py3-none-any.whl",
+        "loose-1.0-py3-none-any.whl",
+        "loose-2.0-py3-none-any.whl",
+    }
+
+
 # -- path requirements ---------------------------------------------------------------------------
 
 
