@@ -339,9 +339,7 @@ def _report_check(report: CheckReport, mirror_dir: Path) -> None:
     for missing in report.missing:
         click.echo(_lines("missing:", str(missing)))
     for pin, target, reason in report.unresolved:
-        click.echo(
-            _lines(f"unresolvable: {pin} for {target}: conflicts even with all the mirror knows:", reason)
-        )
+        click.echo(_lines(f"unresolvable: {pin} for {target}: does not resolve", reason))
     if not report.ok:
         targets = {m.target for m in report.missing}
         raise MirrorError(

@@ -25,7 +25,7 @@ from pipdepot.core.digests import file_sha256
 from pipdepot.core.resolver import ResolutionError, resolve
 from pipdepot.core.selection import choose_file, files_of_version
 from pipdepot.operations.builds import Buildable, BuildEnvironments
-from pipdepot.operations.pins import resolve_each_pin
+from pipdepot.operations.pins import read_unresolved, resolve_each_pin
 from pipdepot.operations.session import local_index, open_mirror
 
 if TYPE_CHECKING:
@@ -127,6 +127,8 @@ class _Check:
         self.urls = urls
         self.work = work
         self.report = report
+        #: What the last ``sync --each-pin`` found unresolvable, read when first needed.
+        self.unresolved: dict[tuple[str, str], str] | None = None
 
     async def _uv(self, requirements: RequirementSet, target: Target, *, known: bool) -> list[Pin]:
         directory = Path(tempfile.mkdtemp(dir=self.work))
@@ -207,8 +209,13 @@ class _Check:
             name, specifier = _name_of(line)
             if name is None:
                 return []
-            if known_failure.conflict and await self._knows(name, specifier):
-                self.report.unresolved.append((line, str(target), str(known_failure)))
+            synced = (self.unresolved or {}).get((line, str(target)))
+            if synced is not None:  # sync --each-pin found it does not resolve online
+                reason = f"(as the last sync --each-pin found, online): {synced}"
+                self.report.unresolved.append((line, str(target), reason))
+            elif known_failure.conflict and await self._knows(name, specifier):
+                reason = f"(even from all the mirror knows): {known_failure}"
+                self.report.unresolved.append((line, str(target), reason))
             elif await self._has(name):
                 self._missing(name, specifier, target, str(local_failure))
             elif await self.mirror.state(canonicalize_name(name)) is None:
@@ -217,6 +224,8 @@ class _Check:
                 self._missing(name, specifier, target, "no file of this project in the mirror")
             return []
 
+        if self.unresolved is None:
+            self.unresolved = await read_unresolved(self.mirror.store)
         pins = await resolve_each_pin(requirements, local, failed)
         self.report.unresolved.sort()
         return pins

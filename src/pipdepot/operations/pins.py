@@ -14,20 +14,27 @@ two, down to single pins, whose failure is the pin's.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from pipdepot.core.resolver import ResolutionError
+from pipdepot.core.store import STATE_DIR, StoreKey
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from pipdepot.core.locks import Pin
     from pipdepot.core.requirements import RequirementSet
+    from pipdepot.core.store import Store
 
-__all__ = ["resolve_each_pin"]
+__all__ = ["read_unresolved", "record_unresolved", "resolve_each_pin"]
+
+#: The pins the last ``sync --each-pin`` found unresolvable online, per target: ``check`` cannot
+#: tell them from pins never synced when upstream gave no metadata file to keep.
+_UNRESOLVED = StoreKey(f"{STATE_DIR}/unresolved-pins.json")
 
 #: Pins per uv run to begin with.
 _GROUP = 32
@@ -72,3 +79,24 @@ async def resolve_each_pin(
 
     await asyncio.gather(*(walk(lines[i : i + _GROUP]) for i in range(0, len(lines), _GROUP)))
     return list(found.values())
+
+
+async def record_unresolved(store: Store, targets: list[str], unresolved: list[tuple[str, str, str]]) -> None:
+    """Keep what a ``sync --each-pin`` found unresolvable for ``targets`` (replacing their old list)."""
+    known = await read_unresolved(store)
+    kept = {k: v for k, v in known.items() if k[1] not in targets}
+    kept.update({(pin, target): reason.splitlines()[0] for pin, target, reason in unresolved})
+    document = [
+        {"pin": pin, "target": target, "reason": reason} for (pin, target), reason in sorted(kept.items())
+    ]
+    await store.put(_UNRESOLVED, json.dumps(document, indent=1).encode())
+
+
+async def read_unresolved(store: Store) -> dict[tuple[str, str], str]:
+    """(pin, target) -> the first line of why it does not resolve, as the last sync found."""
+    data = await store.read(_UNRESOLVED)
+    try:
+        document = json.loads(data) if data is not None else []
+        return {(str(e["pin"]), str(e["target"])): str(e["reason"]) for e in document}
+    except (ValueError, TypeError, KeyError):
+        return {}

@@ -28,7 +28,7 @@ from pipdepot.core.store import IntegrityError
 from pipdepot.core.urls import redact_url
 from pipdepot.errors import MirrorError, UpstreamError
 from pipdepot.operations.builds import Buildable, BuildEnvironments
-from pipdepot.operations.pins import resolve_each_pin
+from pipdepot.operations.pins import record_unresolved, resolve_each_pin
 from pipdepot.operations.session import local_index, open_mirror
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ async def sync(
                 for target in targets:
                     pins = [pin for lock in inputs.locks for pin in lock.pins(target)]
                     if inputs.resolved is not None:
-                        progress.resolving(str(target))
+                        progress.resolving(f"{inputs.resolved.label} for {target}")
                         pins += await run.resolve(inputs.resolved, target)
                     run.sources[str(target)] = [
                         Buildable(str(p.path), p.path, local=True)
@@ -211,6 +211,8 @@ async def sync(
                 await run.fetch_all()
                 await run.build_environments(targets)
                 await run.prune()
+                if inputs.each_pin:
+                    await record_unresolved(mirror.store, report.targets, report.unresolved)
     report.projects = {w.name for w in run.wanted.values()}
     report.seconds = time.monotonic() - started
     return report
