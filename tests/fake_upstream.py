@@ -47,6 +47,8 @@ class FakeUpstream:
     with_metadata: bool = False
     #: Seconds to sleep between 64 KiB chunks of a file (to make downloads last).
     file_delay: float = 0.0
+    #: Seconds to wait before answering a project page (a slow upstream).
+    page_delay: float = 0.0
     #: Answer Range requests with 206, as PyPI's file host does; else send the whole file.
     ranges: bool = True
     projects: dict[str, list[Dist]] = field(default_factory=dict)
@@ -87,6 +89,7 @@ class FakeUpstream:
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
         self.hits[request.path] += 1
+        await asyncio.sleep(self.page_delay)
         if (problem := await self._misbehave()) is not None:
             return problem
         name = request.match_info["name"]

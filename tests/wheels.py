@@ -159,3 +159,29 @@ def add_to_mirror(mirror: Path, distribution: Path) -> Path:
 
 def _digest(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def build_setuptools_sdist(directory: Path, name: str, version: str, *, pyproject: str | None = None) -> Path:
+    """An sdist real setuptools builds: ``setup.py`` (and ``pyproject``, if given), like docopt 0.6.2.
+
+    Without ``pyproject`` it is a legacy sdist: pip builds it with its fallback build requirements.
+    """
+    module = name.replace("-", "_")
+    stem = f"{module}-{version}"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{stem}.tar.gz"
+    files = {
+        "PKG-INFO": f"Metadata-Version: 1.1\nName: {name}\nVersion: {version}\n",
+        "setup.py": f"from setuptools import setup\nsetup(name={name!r}, version={version!r}, "
+        f"py_modules=[{module!r}])\n",
+        f"{module}.py": f"VERSION = {version!r}\n",
+    }
+    if pyproject is not None:
+        files["pyproject.toml"] = pyproject
+    with tarfile.open(path, "w:gz") as archive:
+        for member_name, text in files.items():
+            data = text.encode()
+            member = tarfile.TarInfo(f"{stem}/{member_name}")
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    return path

@@ -61,6 +61,31 @@ def _requirements_option(*, required: bool) -> Callable[[F], F]:
     )
 
 
+def _constraint_options(command: F) -> F:
+    options = [
+        click.option(
+            "-c",
+            "--constraint",
+            "constraints",
+            multiple=True,
+            metavar="FILE|URL",
+            help="Constraints file (pip's format), a path or an http(s) URL (OpenStack's "
+            "upper-constraints), fetched within 60 s and 8 MiB. Repeatable; also as a `-c` line "
+            "in a requirements file.",
+        ),
+        click.option(
+            "--each-pin",
+            is_flag=True,
+            help="Take every pin (name==version) of the constraints on its own, with its "
+            "dependencies under the constraints, instead of resolving them as one set: for a pins "
+            "file that is not one installable set. Pins that cannot resolve are listed, not fatal.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def _target_options(command: F) -> F:
     options = [
         click.option(
@@ -178,7 +203,10 @@ class _Progress:
         self._bar: Any = None
 
     def resolving(self, target: str) -> None:
-        click.echo(f"pipdepot: resolving for {target}", err=True)
+        click.echo(f"pipdepot: resolving {target}", err=True)
+
+    def waiting(self, what: str, seconds: float, pages: int) -> None:
+        click.echo(f"pipdepot: still resolving {what}: {seconds:.0f} s, {pages} pages fetched", err=True)
 
     def planned(self, files: int, size: int) -> None:
         if self._bar is not None:
@@ -202,7 +230,8 @@ class _Progress:
 
 
 @click.command(name="sync")
-@_requirements_option(required=True)
+@_requirements_option(required=False)
+@_constraint_options
 @_target_options
 @_mirror_option
 @click.option(
@@ -221,6 +250,8 @@ class _Progress:
 def sync_command(
     *,
     inputs: tuple[Path, ...],
+    constraints: tuple[str, ...],
+    each_pin: bool,
     pythons: tuple[str, ...],
     platforms: tuple[str, ...],
     mirror_dir: str | None,
@@ -235,15 +266,21 @@ def sync_command(
     wheel, else the sdist, and an sdist's build requirements) is downloaded
     once, verified against upstream's sha256 and any --hash in the file.
     Afterwards `pipdepot check` proves the same targets install offline.
+
+    With --each-pin, every pin of the constraints (-c) is resolved on its
+    own, so a pins file that is not one installable set (OpenStack's
+    upper-constraints) is mirrored whole; pins that resolve nowhere are listed.
     """
     _quiet()
     settings = _settings(mirror_dir, upstreams, upstream_timeout)
     targets = _targets(pythons, platforms)
-    read = read_inputs(list(inputs))
+    read = read_inputs(list(inputs), constraints, each_pin=each_pin)
     progress = _Progress()
     options = SyncOptions(settings.mirror_dir, settings.upstreams, settings.upstream_timeout)
+    stale = _StaleSummary()
     try:
-        report = _stoppable(sync(read, targets, options, progress))
+        with stale:
+            report = _stoppable(sync(read, targets, options, progress))
     except _Stopped as stopped:
         progress.close()
         kept = stopped.cause.kept if isinstance(stopped.cause, SyncStopped) else 0
@@ -256,24 +293,33 @@ def sync_command(
         sys.exit(128 + stopped.signum)
     finally:
         progress.close()
+        stale.report()
     _notes(report.notes)
+    for pin, target, reason in report.unresolved:
+        click.echo(_lines(f"not mirrored: {pin} for {target}: does not resolve:", reason))
+    if read.each_pin:
+        failed = len(report.unresolved)
+        click.echo(f"each pin: {report.pins_tried - failed} of {report.pins_tried} (pin, target) resolved")
     total = report.fetched_bytes + report.present_bytes
     click.echo(
         f"synced {settings.mirror_dir} for {', '.join(report.targets)}: "
         f"{_count(len(report.projects), 'project')}, {_count(len(report.filenames), 'file')} "
         f"({_size(total)}); fetched {_count(report.fetched_files, 'file')} "
         f"({_size(report.fetched_bytes)}), already present {report.present_files} "
-        f"({_size(report.present_bytes)}); {report.seconds:.1f} s"
+        f"({_size(report.present_bytes)}); {report.builds} build environments; {report.seconds:.1f} s"
     )
 
 
 @click.command(name="check")
-@_requirements_option(required=True)
+@_requirements_option(required=False)
+@_constraint_options
 @_target_options
 @_mirror_option
 def check_command(
     *,
     inputs: tuple[Path, ...],
+    constraints: tuple[str, ...],
+    each_pin: bool,
     pythons: tuple[str, ...],
     platforms: tuple[str, ...],
     mirror_dir: str | None,
@@ -289,8 +335,50 @@ def check_command(
     _quiet()
     settings = _settings(mirror_dir)
     targets = _targets(pythons, platforms)
-    report = asyncio.run(check(read_inputs(list(inputs)), targets, mirror_dir=settings.mirror_dir))
+    read = read_inputs(list(inputs), constraints, each_pin=each_pin)
+    report = asyncio.run(check(read, targets, mirror_dir=settings.mirror_dir))
     _report_check(report, settings.mirror_dir)
+
+
+def _lines(first: str, rest: str) -> str:
+    """``first`` and a multi-line message: its first line beside, the others indented under it."""
+    head, *tail = rest.splitlines() or [""]
+    return "\n".join([f"{first} {head}", *(f"    {line}" for line in tail)])
+
+
+class _StaleSummary(logging.Filter):
+    """Upstream down: one warning for all pages served stale, not one per page (185 for 62 projects).
+
+    Held back while the command runs, then said once, with the projects counted.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.projects: dict[str, str] = {}
+        self._logger = logging.getLogger("pipdepot.core.mirror")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "serving %s stale: %s" and isinstance(record.args, tuple):
+            self.projects.setdefault(str(record.args[0]), str(record.args[1]))
+            return False
+        return True
+
+    def __enter__(self) -> None:
+        self._logger.addFilter(self)
+
+    def __exit__(self, *_: object) -> None:
+        self._logger.removeFilter(self)
+
+    def report(self) -> None:
+        if not self.projects:
+            return
+        names = sorted(self.projects)
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        click.echo(
+            f"pipdepot: warning: upstream unreachable; {len(names)} projects taken from the mirror's own "
+            f"copy, as last fetched ({shown}): {self.projects[names[0]]}",
+            err=True,
+        )
 
 
 def _report_check(report: CheckReport, mirror_dir: Path) -> None:
@@ -299,7 +387,9 @@ def _report_check(report: CheckReport, mirror_dir: Path) -> None:
         if not any(m.target == target for m in report.missing):
             click.echo(f"ok: {target}: {_count(files, 'file')}, all in the mirror {mirror_dir}")
     for missing in report.missing:
-        click.echo(f"missing: {missing}")
+        click.echo(_lines("missing:", str(missing)))
+    for pin, target, reason in report.unresolved:
+        click.echo(_lines(f"unresolvable: {pin} for {target}: does not resolve", reason))
     if not report.ok:
         targets = {m.target for m in report.missing}
         raise MirrorError(

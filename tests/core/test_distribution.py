@@ -13,11 +13,19 @@ import pytest
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
+    canonicalize_name,
     parse_sdist_filename,
     parse_wheel_filename,
 )
 
+from pipdepot.core.buildsystem import (
+    BuildSystem,
+    InvalidBuildSystem,
+    parse_build_system,
+    project_build_system,
+)
 from pipdepot.core.distribution import InvalidDistribution, build_requirements, inspect_distribution
+from pipdepot.core.locks import Pin
 from tests.wheels import build_sdist, build_wheel
 
 if TYPE_CHECKING:
@@ -251,19 +259,22 @@ def test_build_requirements_are_the_pyproject_build_system_requires(
     tmp_path: Path, build_requires: tuple[str, ...], expected: list[str]
 ) -> None:
     sdist = build_sdist(tmp_path, "foo", "1.0", buildable=True, build_requires=build_requires)
-    assert build_requirements(sdist) == expected
+    assert list(build_requirements(sdist).requires) == expected
 
 
 def test_an_sdist_without_pyproject_needs_the_legacy_setuptools(tmp_path: Path) -> None:
-    assert build_requirements(build_sdist(tmp_path, "foo", "1.0")) == ["setuptools>=40.8.0"]
+    system = build_requirements(build_sdist(tmp_path, "foo", "1.0"))
+    # pip 23.0.1 (bookworm's) installs wheel too, and fails offline without it
+    assert system.requires == ("setuptools>=40.8.0", "wheel")
+    assert system.setuptools
 
 
 @pytest.mark.parametrize(
     ("pyproject", "expected"),
     [
-        ('[project]\nname = "foo"\n', ["setuptools>=40.8.0"]),
-        ('[build-system]\nbuild-backend = "x"\n', ["setuptools>=40.8.0"]),
-        ('build-system = "odd"\n', ["setuptools>=40.8.0"]),
+        ('[project]\nname = "foo"\n', ["setuptools>=40.8.0", "wheel"]),
+        ('[build-system]\nbuild-backend = "x"\n', ["setuptools>=40.8.0", "wheel"]),
+        ('build-system = "odd"\n', ["setuptools>=40.8.0", "wheel"]),
         ('[build-system]\nrequires = ["flit_core >=3.2,<4"]\n', ["flit_core >=3.2,<4"]),
     ],
 )
@@ -274,7 +285,7 @@ def test_build_requirements_when_pyproject_says_little(
         tmp_path / "foo-1.0.tar.gz",
         {"foo-1.0/PKG-INFO": metadata("foo", "1.0"), "foo-1.0/pyproject.toml": pyproject},
     )
-    assert build_requirements(sdist) == expected
+    assert list(build_requirements(sdist).requires) == expected
 
 
 def test_build_requirements_read_only_the_top_level_pyproject(tmp_path: Path) -> None:
@@ -285,7 +296,7 @@ def test_build_requirements_read_only_the_top_level_pyproject(tmp_path: Path) ->
             "foo-1.0/vendored/pyproject.toml": '[build-system]\nrequires = ["wrong"]\n',
         },
     )
-    assert build_requirements(sdist) == ["setuptools>=40.8.0"]
+    assert list(build_requirements(sdist).requires) == ["setuptools>=40.8.0", "wheel"]
 
 
 def test_build_requirements_of_a_zip_sdist(tmp_path: Path) -> None:
@@ -296,9 +307,9 @@ def test_build_requirements_of_a_zip_sdist(tmp_path: Path) -> None:
             "foo-1.0/pyproject.toml": '[build-system]\nrequires = ["pdm-backend"]\n',
         },
     )
-    assert build_requirements(sdist) == ["pdm-backend"]
+    assert list(build_requirements(sdist).requires) == ["pdm-backend"]
     bare = write_zip(tmp_path / "bar-1.0.zip", {"bar-1.0/PKG-INFO": metadata("bar", "1.0")})
-    assert build_requirements(bare) == ["setuptools>=40.8.0"]
+    assert list(build_requirements(bare).requires) == ["setuptools>=40.8.0", "wheel"]
 
 
 @pytest.mark.parametrize("pyproject", [b"[build-system\n", b"requires = \xff\n"])
@@ -323,3 +334,41 @@ def test_a_corrupt_zip_sdist_has_no_build_requirements_to_read(tmp_path: Path) -
     assert (
         str(caught.value) == "foo-1.0.zip: unreadable sdist: not a zip archive (no end of central directory)"
     )
+
+
+@pytest.mark.parametrize(
+    ("backend", "setuptools", "added"),
+    [
+        ("setuptools.build_meta", "70.0.0", ("wheel",)),
+        ("setuptools.build_meta:__legacy__", "69.5.1", ("wheel",)),
+        (None, "65.5.0", ("wheel",)),
+        ("setuptools.build_meta", "70.1.0", ()),
+        ("setuptools.build_meta", "80.9.0", ()),
+        ("hatchling.build", "65.5.0", ()),
+    ],
+)
+def test_old_setuptools_asks_for_wheel_at_build_time(
+    backend: str | None, setuptools: str, added: tuple[str, ...]
+) -> None:
+    """setuptools < 70.1's get_requires_for_build_wheel returns ["wheel"]: pip installs it too."""
+    system = BuildSystem(("setuptools<71",), backend)
+    assert system.dynamic([Pin(canonicalize_name("setuptools"), setuptools)]) == added
+    with_wheel = [Pin(canonicalize_name("setuptools"), setuptools), Pin(canonicalize_name("wheel"), "0.45.1")]
+    assert system.dynamic(with_wheel) == ()
+
+
+def test_the_backend_is_read_with_the_requirements() -> None:
+    system = parse_build_system(
+        b'[build-system]\nrequires = ["flit_core"]\nbuild-backend = "flit_core.buildapi"\n'
+    )
+    assert system == BuildSystem(("flit_core",), "flit_core.buildapi")
+    assert not system.setuptools
+
+
+def test_a_local_project_without_pyproject_builds_with_legacy_setuptools(tmp_path: Path) -> None:
+    assert project_build_system(tmp_path).requires == ("setuptools>=40.8.0", "wheel")
+    (tmp_path / "pyproject.toml").write_text('[build-system]\nrequires = ["hatchling"]\n')
+    assert project_build_system(tmp_path).requires == ("hatchling",)
+    (tmp_path / "pyproject.toml").write_bytes(b"x" * (1024 * 1024 + 1))
+    with pytest.raises(InvalidBuildSystem, match="larger than"):
+        project_build_system(tmp_path)

@@ -172,10 +172,7 @@ def test_an_include_cycle_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("line", "kind"),
     [
-        ("-e .", "editable"),
         ("--editable git+https://files.invalid/repo.git#egg=thing", "editable"),
-        ("--editable=./src/thing", "editable"),
-        ("./local/thing", "path"),
         ("../thing-1.0-py3-none-any.whl", "path"),
         ("/abs/path/thing-1.0.tar.gz", "path"),
         ("https://files.invalid/thing-1.0.tar.gz", "path"),
@@ -184,17 +181,91 @@ def test_an_include_cycle_is_refused(tmp_path: Path) -> None:
         ("thing @ file:///abs/thing-1.0.tar.gz", "url"),
     ],
 )
-def test_editable_path_and_url_lines_are_left_out_with_a_note(tmp_path: Path, line: str, kind: str) -> None:
+def test_vcs_archive_and_url_lines_are_left_out_with_a_note(tmp_path: Path, line: str, kind: str) -> None:
     found = read_text(tmp_path, f"foo\n{line}\n")
     where = f"{tmp_path / 'requirements.txt'}:2"
     assert found.requirements == ["foo"]
     assert found.constraints == []
+    assert found.local == []
     expected = {
-        "editable": f"{where}: editable requirement left out: a mirror holds index packages only",
+        "editable": f"{where}: editable git+https://files.invalid/repo.git#egg=thing left out: "
+        "not a local directory",
         "path": f"{where}: {line!r} left out: a path or URL is not an index package",
         "url": f"{where}: thing @ URL left out: not an index package",
     }[kind]
     assert found.notes == [expected]
+
+
+@pytest.mark.parametrize(
+    ("line", "editable"),
+    [
+        ("-e .", True),
+        ("-e.", True),
+        ("--editable=./src/thing", True),
+        ("./src/thing", False),
+        ("src/thing/", False),
+        ("thing @ file://{root}/src/thing", False),
+    ],
+)
+def test_path_requirements_are_local_projects_for_the_resolver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, editable: bool
+) -> None:
+    """A source tree on disk (pip takes relative paths from the current directory) is resolved by uv."""
+    (tmp_path / "src" / "thing").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "src" / "thing" if line.startswith("-e") and "src" not in line else tmp_path)
+    found = read_text(tmp_path / "reqs", f"foo\n{line.format(root=tmp_path)}\n")
+    directory = tmp_path / "src" / "thing"
+    assert [(p.path, p.editable) for p in found.local] == [(directory, editable)]
+    assert found.requirements == ["foo", str(directory)]
+    assert found.notes == []
+
+
+def test_a_path_relative_to_the_requirements_file_is_found_there_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "project" / "agent").mkdir(parents=True)
+    monkeypatch.chdir("/")
+    found = read_requirements([write(tmp_path / "project" / "reqs.txt", "./agent\n")])
+    assert found.requirements == [str(tmp_path / "project" / "agent")]
+
+
+def test_a_path_to_no_directory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert refusal(tmp_path, "./no/such/project\n").endswith(":1: ./no/such/project: no such directory")
+
+
+def test_constraints_by_url_go_through_the_loader_and_include_relative_to_the_url(tmp_path: Path) -> None:
+    pages = {
+        "https://opendev.invalid/c/upper.txt": "lib===1.0\n-c more.txt\n",
+        "https://opendev.invalid/c/more.txt": "six==1.16.0 ; python_version < '3.13'\n",
+    }
+    asked: list[str] = []
+
+    def load(url: str) -> str:
+        asked.append(url)
+        return pages[url]
+
+    path = write(tmp_path / "reqs.txt", "app\n-c https://opendev.invalid/c/upper.txt\n")
+    found = read_requirements([path], ["https://opendev.invalid/c/more.txt"], load=load)
+    assert found.requirements == ["app"]
+    assert found.constraints == [
+        "lib===1.0",
+        'six==1.16.0; python_version < "3.13"',
+        'six==1.16.0; python_version < "3.13"',
+    ]
+    assert asked == [*pages, "https://opendev.invalid/c/more.txt"]
+    assert found.exact_constraints() == found.constraints
+
+
+def test_a_url_without_a_loader_is_refused_in_one_line(tmp_path: Path) -> None:
+    message = refusal(tmp_path, "-c https://opendev.invalid/upper.txt\nfoo\n")
+    assert message == "https://opendev.invalid/upper.txt: a URL cannot be read here"
+
+
+def test_constraints_alone_are_enough_when_not_required(tmp_path: Path) -> None:
+    found = read_requirements([], [write(tmp_path / "c.txt", "a==1\nb>=2\n")], required=False)
+    assert found.requirements == []
+    assert found.exact_constraints() == ["a==1"]
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ reject after download, is refused up front.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from pipdepot.core.archive import MEMBER_LIMIT, ArchiveError, MemberTooLarge, sdist_member, wheel_metadata
+from pipdepot.core.buildsystem import BuildSystem, InvalidBuildSystem, parse_build_system
 from pipdepot.core.digests import file_sha256
 
 if TYPE_CHECKING:
@@ -38,8 +38,6 @@ __all__ = [
 ]
 
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
-#: What pip installs to build an sdist that names no build system (PEP 517's fallback).
-_LEGACY_BUILD = ("setuptools>=40.8.0",)
 
 
 def __dir__() -> list[str]:
@@ -150,23 +148,17 @@ def _sdist_metadata(path: Path) -> bytes:
     return data
 
 
-def build_requirements(path: Path) -> list[str]:
-    """What installing the sdist at ``path`` needs first: its ``build-system.requires``.
+def build_requirements(path: Path) -> BuildSystem:
+    """What building the sdist at ``path`` installs first: its build system, by pip's rules.
 
     An offline build root cannot fetch its build backend, so the mirror must hold it too.
 
     :raises InvalidDistribution: the archive cannot be read.
     """
     try:
-        data = sdist_member(path, "pyproject.toml")
-        if data is None:
-            return list(_LEGACY_BUILD)
-        system = tomllib.loads(data.decode()).get("build-system")
-    except (OSError, ArchiveError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return parse_build_system(sdist_member(path, "pyproject.toml"))
+    except (OSError, ArchiveError, InvalidBuildSystem) as exc:
         raise InvalidDistribution(f"{path.name}: unreadable sdist: {_first_line(exc)}") from None
-    if not isinstance(system, dict) or "requires" not in system:
-        return list(_LEGACY_BUILD)
-    return [str(r) for r in system["requires"]]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ResolutionError", "resolve"]
 
-#: uv's tree-drawing and bullet characters, dropped when its message is made one line.
-_DECORATION = re.compile("[\u00d7\u2570\u2500\u25b6\u2502\u251c\u2514]+")
 _KEPT_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
@@ -37,7 +35,16 @@ def __dir__() -> list[str]:
 
 
 class ResolutionError(Exception):
-    """The requirements do not resolve for a target; the message is uv's, on one line."""
+    """The requirements do not resolve for a target; the message is uv's, its lines kept.
+
+    uv explains a conflict as a chain of "because" lines, drawn as a tree: flattened into
+    one line it cannot be read, so it keeps its lines (without uv's warnings).
+    """
+
+    @property
+    def conflict(self) -> bool:
+        """Whether uv found no set of versions (the input's fault), not that an index failed."""
+        return "No solution found" in str(self) and "Failed to fetch" not in str(self)
 
 
 async def resolve(requirements: Path, target: Target, *, index_url: str, cache_dir: Path) -> list[Pin]:
@@ -83,7 +90,7 @@ async def resolve(requirements: Path, target: Target, *, index_url: str, cache_d
         await asyncio.shield(process.wait())
         raise
     if process.returncode != 0:
-        raise ResolutionError(_one_line(err.decode(errors="replace")))
+        raise ResolutionError(_readable(err.decode(errors="replace")))
     return _pins(out.decode())
 
 
@@ -103,9 +110,10 @@ def _pins(output: str) -> list[Pin]:
     return pins
 
 
-def _one_line(message: str) -> str:
-    """Uv's multi-line report as one line: warnings dropped, drawing removed, spaces squeezed."""
-    lines = [line for line in message.splitlines() if line.strip() and not line.startswith("warning:")]
-    text = " ".join(_DECORATION.sub(" ", line).strip() for line in lines)
-    text = re.sub(r"\s+", " ", text.replace("error: ", "")).strip()
-    return text or "uv failed without a message"
+def _readable(message: str) -> str:
+    """The report of uv without its warnings and blank lines, the common indentation removed."""
+    lines = [line.rstrip() for line in message.splitlines()]
+    lines = [line for line in lines if line.strip() and not line.startswith("warning:")]
+    indent = min((len(line) - len(line.lstrip()) for line in lines), default=0)
+    text = "\n".join(line[indent:] for line in lines)
+    return re.sub(r"^error: ", "", text) or "uv failed without a message"

@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from pipdepot.core.digests import file_sha256
-from pipdepot.core.distribution import InvalidDistribution, build_requirements
-from pipdepot.core.requirements import RequirementSet
 from pipdepot.core.resolver import ResolutionError, resolve
-from pipdepot.core.selection import choose_file
+from pipdepot.core.selection import choose_file, files_of_version
+from pipdepot.operations.builds import Buildable, BuildEnvironments
+from pipdepot.operations.pins import read_unresolved, resolve_each_pin
 from pipdepot.operations.session import local_index, open_mirror
 
 if TYPE_CHECKING:
@@ -31,13 +34,11 @@ if TYPE_CHECKING:
     from pipdepot.core.locks import Pin
     from pipdepot.core.mirror import Mirror
     from pipdepot.core.project import FileEntry, ProjectState
+    from pipdepot.core.requirements import RequirementSet
     from pipdepot.core.targets import Target
     from pipdepot.operations.sync import Inputs
 
 __all__ = ["CheckReport", "Missing", "check"]
-
-#: Rounds of build requirements, as in ``sync``.
-_BUILD_ROUNDS = 3
 
 
 def __dir__() -> list[str]:
@@ -68,6 +69,8 @@ class CheckReport:
     filenames: set[str] = field(default_factory=set)
     missing: list[Missing] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: ``--each-pin``: pins no install can satisfy (their dependencies conflict), with uv's reason.
+    unresolved: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -89,62 +92,170 @@ async def check(inputs: Inputs, targets: list[Target], *, mirror_dir: Path) -> C
         local_index(catalog) as catalog_url,
     ):
         with tempfile.TemporaryDirectory(prefix="pipdepot-check-") as scratch:
-            work = Path(scratch)
+            run = _Check(mirror, views, (index_url, catalog_url), Path(scratch), report)
+            builds = BuildEnvironments(run.resolve, report.notes)
             for target in targets:
                 pins = [pin for lock in inputs.locks for pin in lock.pins(target)]
-                if inputs.requirements is not None:
-                    urls = (index_url, catalog_url)
-                    resolved = await _resolve(inputs.requirements, target, urls, work, report)
-                    if resolved is None:
-                        continue
-                    pins += resolved
-                sdists = await _cover(mirror, views, pins, target, report)
-                for _ in range(_BUILD_ROUNDS):  # an offline build needs each sdist's backend too
-                    needed = _build_requirements(sdists, report)
-                    if not needed:
-                        break
-                    build = RequirementSet(requirements=needed, label="build requirements of sdists")
-                    resolved = await _resolve(build, target, (index_url, catalog_url), work, report)
-                    sdists = await _cover(mirror, views, resolved or [], target, report)
-    report.missing.sort()
+                if inputs.resolved is not None:
+                    pins += await run.resolve(inputs.resolved, target) or []
+                if inputs.each_pin and inputs.requirements is not None:
+                    pins += await run.each_pin(inputs.requirements, target)
+                sources = [
+                    Buildable(str(p.path), p.path, local=True)
+                    for p in (inputs.requirements.local if inputs.requirements else ())
+                ]
+                sources += await _cover(mirror, views, pins, target, report)
+                while sources:  # an offline build needs each sdist's own build environment too
+                    level = []
+                    for source in sources:
+                        level += await _cover(
+                            mirror, views, await builds.pins(source, target) or [], target, report
+                        )
+                    sources = level
+    report.missing = sorted(set(report.missing))
     return report
 
 
-def _build_requirements(sdists: list[Path], report: CheckReport) -> list[str]:
-    needed: set[str] = set()
-    for path in sdists:
+class _Check:
+    """One check's resolutions: against the files present, else against all the mirror knows."""
+
+    def __init__(
+        self, mirror: Mirror, views: _Views, urls: tuple[str, str], work: Path, report: CheckReport
+    ) -> None:
+        self.mirror = mirror
+        self.views = views
+        self.urls = urls
+        self.work = work
+        self.report = report
+        #: What the last ``sync --each-pin`` found unresolvable, read when first needed.
+        self.unresolved: dict[tuple[str, str], str] | None = None
+
+    async def _uv(self, requirements: RequirementSet, target: Target, *, known: bool) -> list[Pin]:
+        directory = Path(tempfile.mkdtemp(dir=self.work))
+        found = await resolve(
+            requirements.write(directory),
+            target,
+            index_url=self.urls[known],
+            cache_dir=self.work / ("uv-cache-known" if known else "uv-cache"),
+        )
+        return requirements.hashed(found)
+
+    async def resolve(self, requirements: RequirementSet, target: Target) -> list[Pin] | None:
+        """Pins from the files present; else from all the mirror knows (then some are missing).
+
+        ``None``: not even that resolves; what is missing is reported, requirement by requirement.
+        """
         try:
-            needed.update(build_requirements(path))
-        except InvalidDistribution as exc:
-            report.notes.append(str(exc))
-    return sorted(needed)
+            return await self._uv(requirements, target, known=False)
+        except ResolutionError as local_failure:
+            try:
+                return await self._uv(requirements, target, known=True)
+            except ResolutionError:
+                await self._explain(requirements, target, local_failure)
+                return None
+
+    async def _explain(self, requirements: RequirementSet, target: Target, failure: ResolutionError) -> None:
+        """Name every requirement that does not resolve offline, not just the first uv meets."""
+        found = 0
+        if len(requirements.requirements) > 1:
+            for line in requirements.requirements:
+                name, specifier = _name_of(line)
+                if name is None:
+                    continue
+                alone = requirements.alone([line], line)
+                if not await self._has(name):
+                    self._missing(name, specifier, target, "project not in the mirror")
+                    found += 1
+                    continue
+                try:
+                    await self._uv(alone, target, known=False)
+                    continue
+                except ResolutionError as exc:
+                    local_failure = exc
+                try:  # the versions an online install takes are known: name each file missing
+                    before = len(self.report.missing)
+                    pins = await self._uv(alone, target, known=True)
+                    await _cover(self.mirror, self.views, pins, target, self.report)
+                    found += len(self.report.missing) - before
+                except ResolutionError:
+                    self._missing(name, specifier, target, str(local_failure))
+                    found += 1
+        if not found:
+            self._missing(requirements.label, "", target, str(failure))
+
+    async def _has(self, name: str) -> bool:
+        state = await self.mirror.state(canonicalize_name(name))
+        return state is not None and bool(self.views.present(state))
+
+    def _missing(self, project: str, version: str, target: Target, reason: str) -> None:
+        self.report.missing.append(Missing(project, version, str(target), reason))
+
+    async def each_pin(self, requirements: RequirementSet, target: Target) -> list[Pin]:
+        """Each exact pin of the constraints on its own, as ``sync --each-pin`` mirrored it.
+
+        A pin that does not resolve even from what the mirror knows, while its project is there,
+        is one no install can satisfy (its dependencies conflict with the other pins): reported as
+        unresolvable, not as missing.
+        """
+
+        async def local(subset: RequirementSet) -> list[Pin]:
+            return await self._uv(subset, target, known=False)
+
+        async def failed(line: str, local_failure: ResolutionError) -> list[Pin]:
+            try:
+                return await self._uv(requirements.alone([line], line), target, known=True)
+            except ResolutionError as exc:
+                known_failure = exc
+            name, specifier = _name_of(line)
+            if name is None:
+                return []
+            synced = (self.unresolved or {}).get((line, str(target)))
+            if synced is not None:  # sync --each-pin found it does not resolve online
+                reason = f"(as the last sync --each-pin found, online): {synced}"
+                self.report.unresolved.append((line, str(target), reason))
+            elif known_failure.conflict and await self._knows(name, specifier):
+                reason = f"(even from all the mirror knows): {known_failure}"
+                self.report.unresolved.append((line, str(target), reason))
+            elif await self._has(name):
+                self._missing(name, specifier, target, str(local_failure))
+            elif await self.mirror.state(canonicalize_name(name)) is None:
+                self._missing(name, specifier, target, "project not in the mirror")
+            else:  # sync --each-pin lists it if it does not resolve at all
+                self._missing(name, specifier, target, "no file of this project in the mirror")
+            return []
+
+        if self.unresolved is None:
+            self.unresolved = await read_unresolved(self.mirror.store)
+        pins = await resolve_each_pin(requirements, local, failed)
+        self.report.unresolved.sort()
+        return pins
+
+    async def _knows(self, name: str, version: str) -> bool:
+        """Whether the mirror knows ``version`` of ``name`` (its file, or its metadata kept)."""
+        state = await self.mirror.state(canonicalize_name(name))
+        return state is not None and bool(files_of_version(self.views.known(state)[0].files, version))
 
 
-async def _resolve(
-    requirements: RequirementSet, target: Target, urls: tuple[str, str], work: Path, report: CheckReport
-) -> list[Pin] | None:
-    """Pins from the local files; else from all the mirror knows (then some are missing); else None."""
-    directory = Path(tempfile.mkdtemp(dir=work))
-    path = requirements.write(directory)
+def _name_of(line: str) -> tuple[str | None, str]:
+    """A requirement line's project and version specifier; ``None`` for a path."""
     try:
-        found = await resolve(path, target, index_url=urls[0], cache_dir=work / "uv-cache")
-    except ResolutionError as local_failure:
-        try:
-            found = await resolve(path, target, index_url=urls[1], cache_dir=work / "uv-cache-known")
-        except ResolutionError:
-            report.missing.append(Missing(requirements.label, "", str(target), str(local_failure)))
-            return None
-    return requirements.hashed(found)
+        requirement = Requirement(line)
+    except InvalidRequirement:
+        return None, ""
+    specifiers = list(requirement.specifier)
+    if len(specifiers) == 1 and specifiers[0].operator in {"==", "==="}:
+        return requirement.name, specifiers[0].version
+    return requirement.name, str(requirement.specifier)
 
 
 async def _cover(
     mirror: Mirror, views: _Views, pins: list[Pin], target: Target, report: CheckReport
-) -> list[Path]:
+) -> list[Buildable]:
     """Each pin needs a file for ``target`` on disk, with the bytes its sha256 promises.
 
-    :returns: the sdists among those files, whose build requirements come next.
+    :returns: the sdists among those files, whose build environments come next.
     """
-    sdists = []
+    sdists: list[Buildable] = []
     for pin in pins:
         state = await mirror.state(pin.name)
         if state is None:
@@ -171,7 +282,7 @@ async def _cover(
         report.targets[str(target)] = report.targets.get(str(target), 0) + 1
         report.filenames.add(entry["filename"])
         if not entry["filename"].endswith(".whl"):
-            sdists.append(views.path(state, entry["filename"]))
+            sdists.append(Buildable(entry["filename"], views.path(state, entry["filename"])))
     return sdists
 
 

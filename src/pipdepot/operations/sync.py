@@ -17,16 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from pipdepot.core.distribution import InvalidDistribution, build_requirements
+from packaging.utils import canonicalize_name
+
 from pipdepot.core.locks import LockError, Pin, is_lock_file, read_lock
+from pipdepot.core.remote import RemoteError, connection_cause, fetch_text
 from pipdepot.core.requirements import RequirementsError, RequirementSet, read_requirements
 from pipdepot.core.resolver import ResolutionError, resolve
 from pipdepot.core.selection import choose_file
 from pipdepot.core.store import IntegrityError
+from pipdepot.core.urls import redact_url
 from pipdepot.errors import MirrorError, UpstreamError
+from pipdepot.operations.builds import Buildable, BuildEnvironments
+from pipdepot.operations.pins import record_unresolved, resolve_each_pin
 from pipdepot.operations.session import local_index, open_mirror
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pipdepot.core.locks import LockFile
     from pipdepot.core.mirror import Mirror
     from pipdepot.core.names import NormalizedName
@@ -37,8 +44,6 @@ __all__ = ["Inputs", "SyncOptions", "SyncProgress", "SyncReport", "SyncStopped",
 
 #: Downloads at once: enough to fill a link, few enough not to look like an attack on upstream.
 _PARALLEL = 8
-#: Rounds of build requirements (an sdist's backend that is itself only an sdist, and so on).
-_BUILD_ROUNDS = 3
 
 
 def __dir__() -> list[str]:
@@ -51,6 +56,8 @@ class Inputs:
 
     requirements: RequirementSet | None
     locks: tuple[LockFile, ...]
+    #: Each pin of the constraints on its own (``--each-pin``), rather than the requirements as one set.
+    each_pin: bool = False
 
     @property
     def notes(self) -> list[str]:
@@ -58,23 +65,50 @@ class Inputs:
         found = list(self.requirements.notes) if self.requirements else []
         for lock in self.locks:
             found.extend(f"{lock.path}: {note}" for note in lock.notes)
+        for project in self.requirements.local if self.requirements else ():
+            found.append(
+                f"{project.text} is a local project ({project.path}): not mirrored; its dependencies"
+                " and build requirements are"
+            )
         return found
 
+    @property
+    def resolved(self) -> RequirementSet | None:
+        """The requirements resolved as one set (none with ``--each-pin`` and no -r)."""
+        if self.requirements is None or not self.requirements.requirements:
+            return None
+        return self.requirements
 
-def read_inputs(paths: list[Path]) -> Inputs:
-    """Read requirements files and lock files (``pylock*.toml``, ``uv.lock``), told apart by name.
+
+def read_inputs(paths: list[Path], constraints: Sequence[str] = (), *, each_pin: bool = False) -> Inputs:
+    """Read requirements, lock files (``pylock*.toml``, ``uv.lock``: told apart by name) and constraints.
+
+    Constraints (``-c``) are a path or an http(s) URL, fetched with a deadline and a size bound.
+
+    ``each_pin``: the constraints' pins are the input; requirements are optional.
 
     :raises MirrorError: a file is unreadable or not what its name says.
     """
-    if not paths:
+    if not paths and not (each_pin and constraints):
         raise MirrorError("nothing to do: give requirements or lock files with -r")
     try:
         locks = tuple(read_lock(p) for p in paths if is_lock_file(p))
         plain = [p for p in paths if not is_lock_file(p)]
-        requirements = read_requirements(plain) if plain else None
+        requirements = None
+        if plain or constraints:
+            requirements = read_requirements(plain, constraints, load=_load, required=not each_pin)
     except (LockError, RequirementsError) as exc:
         raise MirrorError(str(exc)) from None
-    return Inputs(requirements, locks)
+    if each_pin and (requirements is None or not requirements.exact_constraints()):
+        raise MirrorError("--each-pin: the constraints (-c) pin no version (name==version lines)")
+    return Inputs(requirements, locks, each_pin=each_pin)
+
+
+def _load(url: str) -> str:
+    try:
+        return fetch_text(url)
+    except RemoteError as exc:
+        raise RequirementsError(f"cannot read {exc}") from None
 
 
 class SyncProgress(Protocol):
@@ -82,6 +116,9 @@ class SyncProgress(Protocol):
 
     def resolving(self, target: str) -> None:
         """The requirements are being resolved for ``target``."""
+
+    def waiting(self, what: str, seconds: float, pages: int) -> None:
+        """Still resolving ``what`` after ``seconds``; the mirror has fetched ``pages`` pages so far."""
 
     def planned(self, files: int, size: int) -> None:
         """The files needed are known (``size`` counts those whose size upstream gave)."""
@@ -104,6 +141,12 @@ class SyncReport:
     present_bytes: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: ``--each-pin``: pins that do not resolve for a target, with uv's reason (several lines).
+    unresolved: list[tuple[str, str, str]] = field(default_factory=list)
+    #: ``--each-pin``: pins tried (pins x targets).
+    pins_tried: int = 0
+    #: sdists and local projects whose build environment was resolved, per target.
+    builds: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +154,10 @@ class _Wanted:
     name: NormalizedName
     entry: FileEntry
     pin: Pin
+
+    @property
+    def sdist(self) -> bool:
+        return not self.entry["filename"].endswith(".whl")
 
 
 class SyncStopped(Exception):  # noqa: N818 (cancelled, not failed)
@@ -128,6 +175,8 @@ class SyncOptions:
     mirror_dir: Path
     upstreams: tuple[str, ...]
     upstream_timeout: float
+    #: Seconds between "still resolving" reports while uv works.
+    progress_every: float = 10.0
 
 
 async def sync(
@@ -136,8 +185,9 @@ async def sync(
     """Fill the mirror for ``inputs`` on every target.
 
     :raises MirrorError: a requirement does not resolve, a file is missing upstream or fails its
-        hash; files fetched before that stay, each complete and listed.
-    :raises SyncStopped: cancelled; the same holds.
+        hash; files fetched before that stay, each complete and listed. With ``--each-pin``, a pin
+        that does not resolve is reported in the result instead.
+    :raises SyncStopped: cancelled; files fetched before that stay, each complete and listed.
     """
     started = time.monotonic()
     report = SyncReport(targets=[str(t) for t in targets], notes=inputs.notes)
@@ -153,15 +203,26 @@ async def sync(
             with tempfile.TemporaryDirectory(prefix="pipdepot-sync-") as scratch:
                 async with local_index(mirror) as index_url:
                     run = _Run(mirror, index_url, Path(scratch), report, progress)
+                    run.tick = options.progress_every
+                    run.pins_alone = inputs.each_pin
                     for target in targets:
                         pins = [pin for lock in inputs.locks for pin in lock.pins(target)]
-                        if inputs.requirements is not None:
-                            progress.resolving(str(target))
-                            pins += await run.resolve(inputs.requirements, target)
-                        await run.choose(pins, target)
+                        if inputs.resolved is not None:
+                            progress.resolving(f"{inputs.resolved.label} for {target}")
+                            pins += await run.resolve(inputs.resolved, target)
+                        run.sources[str(target)] = [
+                            Buildable(str(p.path), p.path, local=True)
+                            for p in (inputs.requirements.local if inputs.requirements else ())
+                        ]
+                        chosen = await run.choose(pins, target)
+                        if inputs.each_pin and inputs.requirements is not None:
+                            chosen += await run.each_pin(inputs.requirements, target)
+                        run.sdists[str(target)] = [w for w in chosen if w.sdist]
                     await run.fetch_all()
-                    await run.build_requirements(targets)
+                    await run.build_environments(targets)
                     await run.prune()
+                    if inputs.each_pin:
+                        await record_unresolved(mirror.store, report.targets, report.unresolved)
         except asyncio.CancelledError:  # stopped: uv killed, downloads' spools and scratch removed
             raise SyncStopped(len(mirror.downloaded)) from None
     report.projects = {w.name for w in run.wanted.values()}
@@ -181,10 +242,25 @@ class _Run:
         self.report = report
         self.progress = progress
         self.wanted: dict[tuple[str, str], _Wanted] = {}
+        #: Per target: sdists chosen whose build environments come next, and local projects.
+        self.sdists: dict[str, list[_Wanted]] = {}
+        self.sources: dict[str, list[Buildable]] = {}
+        self.tick = 10.0
+        self.pins_alone = False
 
     async def resolve(self, requirements: RequirementSet, target: Target) -> list[Pin]:
-        """The pins uv finds for ``target``, with the hashes the requirements allow."""
+        """The pins uv finds for ``target``, with the hashes the requirements allow.
+
+        :raises MirrorError: they do not resolve; uv's explanation follows on its own lines.
+        """
+        try:
+            return await self._resolve(requirements, target)
+        except ResolutionError as exc:
+            raise MirrorError(f"{requirements.label} do not resolve for {target}: {exc}") from None
+
+    async def _resolve(self, requirements: RequirementSet, target: Target) -> list[Pin]:
         directory = Path(tempfile.mkdtemp(dir=self.work))
+        ticker = asyncio.create_task(self._tick(f"{requirements.label} for {target}"))
         try:
             found = await resolve(
                 requirements.write(directory),
@@ -193,11 +269,63 @@ class _Run:
                 cache_dir=self.work / "uv-cache",
             )
         except ResolutionError as exc:
-            raise MirrorError(f"requirements do not resolve for {target}: {exc}") from None
+            await self._unreachable(exc)
+            raise
+        finally:
+            ticker.cancel()
         return requirements.hashed(found)
 
-    async def choose(self, pins: list[Pin], target: Target) -> None:
-        """Add the file each pin installs on ``target`` to the wanted files."""
+    async def _tick(self, what: str) -> None:
+        """Say every few seconds that uv still works, and how many pages the mirror fetched for it."""
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(self.tick)
+            self.progress.waiting(what, time.monotonic() - started, self.mirror.metrics.misses)
+
+    async def _unreachable(self, failure: ResolutionError) -> None:
+        """An index failure inside uv's message is pipdepot's own loopback 502: name upstream's cause.
+
+        :raises MirrorError: upstream cannot be reached (connection refused, name not resolved...).
+        """
+        if self.mirror.metrics.upstream_errors == 0 or self.mirror.client is None:
+            return
+        for upstream in self.mirror.upstreams:
+            try:
+                await self.mirror.client.fetch_project(
+                    upstream, canonicalize_name("pip"), None, spool=self.mirror.store.spool_directory()
+                )
+            except UpstreamError as exc:
+                cause = connection_cause(exc) or str(exc)
+                raise MirrorError(
+                    f"upstream {redact_url(upstream)} unreachable: {cause}",
+                    hint=f"uv, through pipdepot's loopback index, said: {str(failure).splitlines()[0]}",
+                ) from None
+
+    async def each_pin(self, requirements: RequirementSet, target: Target) -> list[_Wanted]:
+        """Each exact pin of the constraints resolved alone, with its dependencies, under the constraints.
+
+        A pin that does not resolve is reported in the result, not fatal.
+        """
+
+        async def resolve(subset: RequirementSet) -> list[Pin]:
+            return await self._resolve(subset, target)
+
+        async def failed(line: str, exc: ResolutionError) -> list[Pin]:
+            if not exc.conflict:  # an index failed: not the pin's fault
+                raise MirrorError(f"{line} does not resolve for {target}: {exc}") from None
+            self.report.unresolved.append((line, str(target), str(exc)))
+            return []
+
+        count = len(requirements.exact_constraints())
+        self.progress.resolving(f"{count} pins, each with its own dependencies, for {target}")
+        self.report.pins_tried += count
+        found = await resolve_each_pin(requirements, resolve, failed)
+        self.report.unresolved.sort()
+        return await self.choose(found, target)
+
+    async def choose(self, pins: list[Pin], target: Target) -> list[_Wanted]:
+        """Add the file each pin installs on ``target`` to the wanted files; those files."""
+        chosen = []
         for pin in pins:
             try:
                 result = await self.mirror.project(pin.name)
@@ -209,12 +337,17 @@ class _Run:
             if entry is None:
                 hashed = " whose sha256 is one of its --hash values" if pin.hashes else ""
                 raise MirrorError(f"{pin.name}=={pin.version}: upstream has no file{hashed} for {target}")
-            self.wanted.setdefault((pin.name, entry["filename"]), _Wanted(pin.name, entry, pin))
+            chosen.append(
+                self.wanted.setdefault((pin.name, entry["filename"]), _Wanted(pin.name, entry, pin))
+            )
+        return chosen
 
     async def fetch_all(self) -> None:
         """Fetch every wanted file not fetched yet, a few at a time; then report the first failure."""
         report = self.report
         todo = [w for w in self.wanted.values() if w.entry["filename"] not in report.filenames]
+        if not todo:
+            return
         self.progress.planned(len(todo), sum(int(w.entry.get("size") or 0) for w in todo))
         gate = asyncio.Semaphore(_PARALLEL)
         failures: list[str] = []
@@ -251,27 +384,39 @@ class _Run:
                 " the resolver fetched that no target installs"
             )
 
-    async def build_requirements(self, targets: list[Target]) -> None:
-        """Resolve and fetch what building the sdists needs, until no new sdist comes in."""
-        seen: set[str] = set()
-        for _ in range(_BUILD_ROUNDS):
-            needed: set[str] = set()
-            for item in list(self.wanted.values()):
-                filename = item.entry["filename"]
-                if filename.endswith(".whl") or filename in seen:
-                    continue
-                seen.add(filename)
-                hit = await self.mirror.local_file(item.name, item.entry)
-                if hit is None:
-                    continue
-                try:
-                    needed.update(build_requirements(hit.path))
-                except InvalidDistribution as exc:
-                    self.report.notes.append(str(exc))
-            if not needed:
-                return
-            requirements = RequirementSet(requirements=sorted(needed))
+    async def build_environments(self, targets: list[Target]) -> None:
+        """Resolve and fetch each sdist's build environment, alone, on each target, level by level.
+
+        A build requirement that is itself an sdist has one too; the walk ends when no new sdist comes in.
+        """
+        builds = BuildEnvironments(self._build_pins, self.report.notes)
+        while True:
+            level: dict[str, list[_Wanted]] = {}
             for target in targets:
-                await self.choose(await self.resolve(requirements, target), target)
-            self.report.notes.append(f"build requirements of sdists: {', '.join(sorted(needed))}")
+                sources = self.sources.pop(str(target), [])
+                for item in self.sdists.pop(str(target), []):
+                    hit = await self.mirror.local_file(item.name, item.entry)
+                    if hit is not None:
+                        sources.append(Buildable(item.entry["filename"], hit.path))
+                for source in sources:
+                    pins = await builds.pins(source, target)
+                    if pins:
+                        chosen = await self.choose(pins, target)
+                        level.setdefault(str(target), []).extend(w for w in chosen if w.sdist)
+            self.report.builds = builds.resolutions
+            if not level:
+                return
             await self.fetch_all()
+            self.sdists = level
+
+    async def _build_pins(self, requirements: RequirementSet, target: Target) -> list[Pin] | None:
+        """A build environment's pins; with ``--each-pin``, one that conflicts is reported, not fatal."""
+        if not self.pins_alone:
+            return await self.resolve(requirements, target)
+        try:
+            return await self._resolve(requirements, target)
+        except ResolutionError as exc:
+            if not exc.conflict:
+                raise MirrorError(f"{requirements.label} do not resolve for {target}: {exc}") from None
+            self.report.unresolved.append((requirements.label, str(target), str(exc)))
+            return None
