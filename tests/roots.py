@@ -9,10 +9,21 @@ from pathlib import Path
 
 Snapshot = dict[str, tuple[object, ...]]
 
+#: Directories pipdepot writes in (or mounts or creates something in): their mtimes count too.
+#: Others are left out, since a command run in the root may change them.
+ACTED_ON = frozenset(
+    {".", "etc", "etc/uv", "etc/xdg", "etc/xdg/pip", "root", "root/.pip", "root/.config"}
+    | {"root/.config/pip", "root/.config/uv", "tmp"}
+)
+
 
 def snapshot(root: Path) -> Snapshot:
-    """Every path under ``root`` with type, mode, owner, and content hash or link target."""
-    result: Snapshot = {}
+    """Every path under ``root`` with type, mode, owner, and content hash or link target.
+
+    The directories of :data:`ACTED_ON`, the root itself included, also have their mtime.
+    """
+    info = root.stat()
+    result: Snapshot = {".": (stat.S_IFMT(info.st_mode), stat.S_IMODE(info.st_mode), info.st_mtime_ns)}
     for directory, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             path = Path(directory, name)
@@ -23,7 +34,7 @@ def snapshot(root: Path) -> Snapshot:
             elif stat.S_ISLNK(info.st_mode):
                 detail = str(path.readlink())
             else:
-                detail = None
+                detail = info.st_mtime_ns if stat.S_ISDIR(info.st_mode) and key in ACTED_ON else None
             result[key] = (
                 stat.S_IFMT(info.st_mode),
                 stat.S_IMODE(info.st_mode),
