@@ -159,3 +159,28 @@ def add_to_mirror(mirror: Path, distribution: Path) -> Path:
 
 def _digest(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def build_setup_py_sdist(directory: Path, name: str, version: str) -> Path:
+    """A legacy sdist: ``setup.py`` and no ``pyproject.toml``, built with setuptools (and ``wheel``).
+
+    pip 23.1 to 23.x build it in an isolated environment needing setuptools and wheel; older
+    pips do too when the environment has neither; uv needs setuptools.
+    """
+    module = name.replace("-", "_")
+    stem = f"{module}-{version}"
+    files = {
+        "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        "setup.py": f"from setuptools import setup\n\nsetup(name={name!r}, version={version!r}, "
+        f"py_modules=[{module!r}])\n",
+        f"{module}.py": f"VERSION = {version!r}\n",
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{stem}.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        for member_name, text in files.items():
+            data = text.encode()
+            member = tarfile.TarInfo(f"{stem}/{member_name}")
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    return path
