@@ -41,6 +41,13 @@ def test_musl_root(tmp_path: Path) -> None:
     assert target.python == "3.12"
 
 
+def test_without_python3_the_newest_python3_x(tmp_path: Path) -> None:
+    root = fake_root(tmp_path / "root", python="3.9")
+    (root / "usr" / "bin" / "python3").unlink()
+    (root / "usr" / "bin" / "python3.12").write_bytes((root / "usr" / "bin" / "python3.9").read_bytes())
+    assert read_root_target(root).python == "3.12"
+
+
 def test_the_loader_is_read_inside_the_root_never_on_the_host(tmp_path: Path) -> None:
     """The loader's absolute symlink is resolved with the root as /: the host's glibc is not read."""
     root = fake_root(tmp_path / "root", loader_text=b"stable release version 2.17.\n")

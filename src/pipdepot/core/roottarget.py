@@ -93,11 +93,24 @@ def read_root_target(root: Path) -> RootTarget:
 
 
 def _interpreter(rootfs: RootFS) -> tuple[str, Path]:
+    """The root's ``python3``; without one, its newest ``python3.X`` (what a build then names)."""
     for candidate in _INTERPRETERS:
         host = rootfs.path(PurePosixPath(candidate), follow_last=True)
         if host.is_file():
             return "/" + str(host.relative_to(rootfs.root)), host
-    raise BuildRootError(f"{rootfs.root} has no python3 ({', '.join(_INTERPRETERS)})")
+    found: list[tuple[int, str]] = []
+    for directory in {str(PurePosixPath(c).parent) for c in _INTERPRETERS}:
+        host_dir = rootfs.path(PurePosixPath(directory), follow_last=True)
+        if host_dir.is_dir():
+            names = (p.name for p in host_dir.iterdir())
+            found += [(int(n[8:]), f"{directory}/{n}") for n in names if re.fullmatch(r"python3\.\d{1,2}", n)]
+    for _, candidate in sorted(found, reverse=True):
+        host = rootfs.path(PurePosixPath(candidate), follow_last=True)
+        if host.is_file():
+            return "/" + str(host.relative_to(rootfs.root)), host
+    raise BuildRootError(
+        f"{rootfs.root} has no python3 ({', '.join(_INTERPRETERS)}, or python3.X beside them)"
+    )
 
 
 def _elf(binary: Path) -> tuple[str, str | None]:
