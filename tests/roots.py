@@ -5,14 +5,26 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import struct
 from pathlib import Path
 
 Snapshot = dict[str, tuple[object, ...]]
 
+#: Directories pipdepot writes in (or mounts or creates something in): their mtimes count too.
+#: Others are left out, since a command run in the root may change them.
+ACTED_ON = frozenset(
+    {".", "etc", "etc/uv", "etc/xdg", "etc/xdg/pip", "root", "root/.pip", "root/.config"}
+    | {"root/.config/pip", "root/.config/uv", "tmp"}
+)
+
 
 def snapshot(root: Path) -> Snapshot:
-    """Every path under ``root`` with type, mode, owner, and content hash or link target."""
-    result: Snapshot = {}
+    """Every path under ``root`` with type, mode, owner, and content hash or link target.
+
+    The directories of :data:`ACTED_ON`, the root itself included, also have their mtime.
+    """
+    info = root.stat()
+    result: Snapshot = {".": (stat.S_IFMT(info.st_mode), stat.S_IMODE(info.st_mode), info.st_mtime_ns)}
     for directory, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             path = Path(directory, name)
@@ -23,7 +35,7 @@ def snapshot(root: Path) -> Snapshot:
             elif stat.S_ISLNK(info.st_mode):
                 detail = str(path.readlink())
             else:
-                detail = None
+                detail = info.st_mtime_ns if stat.S_ISDIR(info.st_mode) and key in ACTED_ON else None
             result[key] = (
                 stat.S_IFMT(info.st_mode),
                 stat.S_IMODE(info.st_mode),
@@ -56,3 +68,42 @@ def diff(before: Snapshot, after: Snapshot) -> list[str]:
         if before[k] != after[k]
     ]
     return out
+
+
+def elf_executable(machine: int, interpreter: str | None, *, payload: bytes = b"") -> bytes:
+    """A 64-bit little-endian ELF header with a PT_INTERP naming ``interpreter``, then ``payload``.
+
+    Enough for pipdepot to read a root's architecture and libc from; nothing runs it.
+    """
+    interp = interpreter.encode() + b"\0" if interpreter is not None else b""
+    count = 1 if interpreter is not None else 0
+    header = b"\x7fELF\x02\x01\x01" + bytes(9)
+    header += struct.pack("<HHIQQQIHHHHHH", 2, machine, 1, 0, 64, 0, 0, 64, 56, count, 0, 0, 0)
+    table = struct.pack("<IIQQQQQQ", 3, 4, 64 + 56 * count, 0, 0, len(interp), len(interp), 1)
+    return header + (table if count else b"") + interp + b"\0" + payload
+
+
+def fake_root(
+    root: Path,
+    *,
+    python: str = "3.9",
+    full_version: str = "3.9.18",
+    machine: int = 62,
+    loader: str = "/lib64/ld-linux-x86-64.so.2",
+    loader_text: bytes = b"ld.so (GNU libc) stable release version 2.31.\n",
+) -> Path:
+    """A root with only what says its target: ``python3`` -> ``python3.X`` (ELF), and its loader.
+
+    The loader is reached through an absolute symlink, as on Debian, and holds ``loader_text``.
+    """
+    binary = root / "usr" / "bin" / f"python{python}"
+    binary.parent.mkdir(parents=True)
+    binary.write_bytes(elf_executable(machine, loader, payload=f"\0{full_version}\0".encode()))
+    (binary.parent / "python3").symlink_to(binary.name)
+    real = root / "usr" / "lib" / "loader" / Path(loader).name
+    real.parent.mkdir(parents=True)
+    real.write_bytes(b"\x7fELF" + bytes(60) + loader_text)
+    link = root / loader.lstrip("/")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(f"/usr/lib/loader/{real.name}")
+    return root

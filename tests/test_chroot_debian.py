@@ -265,7 +265,9 @@ def test_synced_requirements_pass_the_check_and_install_offline(
     result = checked_chroot(debian_root, mirror, tmp_path, requirements, script)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "ok: cp311-host: 4 files" in output  # the root's python3.11, the backend of the sdist included
+    # the root's python3.11 and glibc, read from the root; the backend of the sdist included
+    assert "target: cp311-manylinux_2_36_x86_64 (CPython 3.11.2 (/usr/bin/python3.11), glibc 2.36" in output
+    assert "ok: cp311-manylinux_2_36_x86_64: 4 files" in output
     assert "SYNCED-OK 2.0" in output
     assert diff(pristine, snapshot(debian_root)) == []
 
@@ -278,7 +280,30 @@ def test_a_failed_check_stops_before_the_root_is_touched(
     more.write_text("pipdepot-probe-app\nnever-synced\n")
     result = checked_chroot(debian_root, mirror, tmp_path, more, "touch /CHECK-DID-NOT-STOP-ME")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "missing: never-synced for cp311-host: project not in the mirror" in result.stdout
+    assert "missing: never-synced for cp311-manylinux_2_36_x86_64: project not in the mirror" in result.stdout
     assert "pipdepot: error: the mirror lacks 1 item for 1 target" in result.stderr
+    assert mounts_under(debian_root) == []
+    assert diff(pristine, snapshot(debian_root)) == []
+
+
+def test_a_wheel_for_a_newer_glibc_than_bookworms_is_reported_missing(
+    debian_root: Path, pristine: Snapshot, tmp_path: Path
+) -> None:
+    """manylinux_2_40 needs glibc 2.40; bookworm has 2.36: the check says so before the root is touched."""
+    mirror = tmp_path / "mirror"
+    wheel = build_wheel(tmp_path / "dist", "newglibc", "1.0", tag="cp311-cp311-manylinux_2_40_x86_64")
+    subprocess.run(
+        [sys.executable, "-m", "pipdepot", "add", str(wheel), "--mirror", str(mirror)],
+        env=clean_environ(HOME=str(tmp_path)),
+        capture_output=True,
+        check=True,
+    )
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("newglibc\n")
+    result = checked_chroot(debian_root, mirror, tmp_path, requirements, "touch /CHECK-DID-NOT-STOP-ME")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "target: cp311-manylinux_2_36_x86_64" in result.stdout
+    assert "missing: " in result.stdout
+    assert "newglibc" in result.stdout
     assert mounts_under(debian_root) == []
     assert diff(pristine, snapshot(debian_root)) == []

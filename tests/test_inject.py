@@ -94,6 +94,23 @@ def test_inject_writes_config_and_restore_puts_everything_back(
     assert (root / "etc" / "pip.conf").stat().st_uid == 1234
 
 
+def test_a_directory_the_command_changed_keeps_the_time_of_that_change(
+    root: Path, tmp_path: Path, run_pipdepot: PipdepotRunner
+) -> None:
+    """Times go back only where the entries are those of before: a new file in /etc is a real change."""
+    before = snapshot(root)
+    run_pipdepot("inject", str(root), "--mirror-dir", str(tmp_path / "no-mirror"))
+    (root / "etc" / "hostname").write_text("built\n")  # what a command in the root might do
+    changed = (root / "etc").stat().st_mtime_ns
+    run_pipdepot("restore", str(root))
+    after = snapshot(root)
+    assert (root / "etc").stat().st_mtime_ns >= changed
+    assert diff(before, after) == [
+        "new: etc/hostname",
+        f"changed: etc {before['etc']} -> {after['etc']}",
+    ]
+
+
 def test_created_directories_are_removed(tmp_path: Path, run_pipdepot: PipdepotRunner) -> None:
     root = tmp_path / "empty-root"
     root.mkdir()
@@ -220,12 +237,17 @@ def test_kill_9_at_any_moment_of_inject_then_restore_gives_the_exact_root(
 
 
 def test_restore_after_journal_directory_only(root: Path, run_pipdepot: PipdepotRunner) -> None:
-    """A kill between creating the journal directory and its first save leaves only the directory."""
+    """A kill between creating the journal directory and its first save leaves only the directory.
+
+    The root's own mtime is the one thing lost then: it is recorded in that first save.
+    """
     before = snapshot(root)
     (root / ".pipdepot").mkdir()
     assert "already injected" in run_pipdepot("inject", str(root), check=False).stderr
     run_pipdepot("restore", str(root))
-    assert diff(before, snapshot(root)) == []
+    after = snapshot(root)
+    assert before.pop(".")[:2] == after.pop(".")[:2]
+    assert diff(before, after) == []
 
 
 def test_plan_with_root_warns_about_what_still_wins(root: Path, run_pipdepot: PipdepotRunner) -> None:

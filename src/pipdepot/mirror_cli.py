@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from pipdepot.core.targets import InvalidTarget, Target, make_targets
-from pipdepot.errors import MirrorError, UsageError
+from pipdepot.core.roottarget import read_root_target
+from pipdepot.core.targets import InvalidTarget, Target, make_targets, platform_target
+from pipdepot.errors import BuildRootError, MirrorError, UsageError
 from pipdepot.operations.add import add, find_distributions
 from pipdepot.operations.check import CheckReport, check
 from pipdepot.operations.inventory import inventory
@@ -401,27 +402,24 @@ def _report_check(report: CheckReport, mirror_dir: Path) -> None:
 
 
 def check_before_chroot(inputs: tuple[Path, ...], mirror_dir: Path, root: Path) -> None:
-    """``pipdepot chroot --check``: the check for the root's own Python, before the root is touched.
+    """``pipdepot chroot --check``: the check for the root's own target, before the root is touched.
+
+    The target (Python version, libc and its version, architecture) is read from the root's
+    files, not taken from the host.
 
     :raises MirrorError: the mirror lacks something; the root is left as it was.
+    :raises BuildRootError: the root's target cannot be read.
     """
     _quiet()
     read: Inputs = read_inputs(list(inputs))
-    python = _root_python(root)
-    targets = make_targets((python,) if python else (), ())  # the root's, never the variables'
-    report = asyncio.run(check(read, targets, mirror_dir=mirror_dir))
+    found = read_root_target(root)
+    try:
+        target = platform_target(found.python, found.platform, full_version=found.full_version)
+    except InvalidTarget as exc:
+        raise BuildRootError(f"{root}'s {found}: {exc}") from None
+    click.echo(f"target: {target} ({found}), read from {root}")
+    report = asyncio.run(check(read, [target], mirror_dir=mirror_dir))
     _report_check(report, mirror_dir)
-
-
-def _root_python(root: Path) -> str | None:
-    """The newest ``python3.X`` in the root's /usr/bin (or /usr/local/bin)."""
-    found = []
-    for directory in ("usr/bin", "usr/local/bin"):
-        for path in (root / directory).glob("python3.*"):
-            minor = path.name.removeprefix("python3.")
-            if minor.isdigit():
-                found.append(int(minor))
-    return f"3.{max(found)}" if found else None
 
 
 @click.command(name="add")

@@ -6,10 +6,13 @@ taken, and the journal is replaced atomically, so after a crash at any moment
 the journal describes at least what was done, and undoing a recorded step that
 never happened is a no-op. Backups of replaced files and staged new files live
 beside it, on the root's own filesystem, so putting a file back is a rename.
+The times of each existing directory pipdepot changes are recorded before its
+first change, the root's own before the journal's directory is made in it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,13 +22,13 @@ from typing import Literal
 
 from pipdepot.errors import BuildRootError
 
-__all__ = ["JOURNAL_DIR", "Entry", "Journal", "Owner"]
+__all__ = ["JOURNAL_DIR", "Entry", "Journal", "Owner", "directory_state"]
 
 #: The journal's directory, relative to the build root.
 JOURNAL_DIR = ".pipdepot"
 _FORMAT = 1
 
-Op = Literal["mkdir", "create", "replace", "mount"]
+Op = Literal["mkdir", "create", "replace", "mount", "times"]
 
 
 def __dir__() -> list[str]:
@@ -34,12 +37,18 @@ def __dir__() -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One step taken in the root; ``path`` is inside the root."""
+    """One step taken in the root; ``path`` is inside the root.
+
+    ``times`` (a directory's atime and mtime in ns) and ``listing`` (its entries' fingerprint)
+    are what a ``times`` entry saw before pipdepot's first change in that directory.
+    """
 
     op: Op
     path: str
     backup: str | None = None
     source: str | None = None
+    times: list[int] | None = None
+    listing: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,7 @@ class Journal:
         :raises BuildRootError: the root is already injected.
         """
         directory = root / JOURNAL_DIR
+        times, listing = directory_state(root)
         try:
             directory.mkdir(mode=0o700)
         except FileExistsError:
@@ -83,7 +93,7 @@ class Journal:
             ) from None
         (directory / "backup").mkdir(mode=0o700)
         (directory / "staging").mkdir(mode=0o700)
-        journal = cls(directory, [], Owner.current())
+        journal = cls(directory, [Entry("times", "/", times=times, listing=listing)], Owner.current())
         journal._save()
         return journal
 
@@ -142,6 +152,18 @@ class Journal:
             os.fsync(stream.fileno())
         temporary.replace(path)
         _fsync_dir(self.directory)
+
+
+def directory_state(directory: Path) -> tuple[list[int], str]:
+    """A directory's atime and mtime (ns) and a fingerprint of its entries' names.
+
+    Restore puts the times back only where the entries are again those fingerprinted:
+    a directory the command itself changed keeps the time of that change.
+    """
+    info = directory.stat()
+    names = sorted(entry.name for entry in directory.iterdir())
+    listing = hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
+    return [info.st_atime_ns, info.st_mtime_ns], listing
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -391,8 +391,9 @@ def _anchor(entry: FileEntry, href: str) -> str:
         value = (
             f"sha256={metadata['sha256']}" if isinstance(metadata, dict) and "sha256" in metadata else "true"
         )
+        # PEP 714's name only, as PyPI: pip 22.3-23.1 read the old ``data-dist-info-metadata`` and
+        # then refuse a file whose metadata Name is not normalized (pydantic_core: pypa/pip#12038).
         attributes.append(f'data-core-metadata="{value}"')
-        attributes.append(f'data-dist-info-metadata="{value}"')
     if "gpg-sig" in entry and entry["gpg-sig"] is not None:
         attributes.append(f'data-gpg-sig="{"true" if entry["gpg-sig"] else "false"}"')
     if entry.get("provenance"):

@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 
     from packaging.tags import Tag
 
-__all__ = ["InvalidTarget", "Target", "host_target", "make_targets", "parse_python_version"]
+__all__ = [
+    "InvalidTarget",
+    "Target",
+    "host_target",
+    "make_targets",
+    "parse_python_version",
+    "platform_target",
+]
 
 _MANYLINUX = re.compile(r"manylinux_(\d+)_(\d+)_(x86_64|aarch64|i686|ppc64le|s390x|armv7l)")
 _LEGACY_MANYLINUX = re.compile(
@@ -111,8 +118,18 @@ def make_targets(pythons: Iterable[str], platforms: Iterable[str]) -> list[Targe
     return [_platform_target(parse_python_version(v), platform) for v in versions for platform in chosen]
 
 
-def _platform_target(version: tuple[int, int], platform: str) -> Target:
+def platform_target(python: str, platform: str, *, full_version: str | None = None) -> Target:
+    """One target, with the interpreter's exact version (``3.11.2``) for markers when it is known.
+
+    :raises InvalidTarget: a value is not a usable version or platform tag.
+    """
+    return _platform_target(parse_python_version(python), platform, full_version)
+
+
+def _platform_target(version: tuple[int, int], platform: str, full_version: str | None = None) -> Target:
     platforms, environment, uv_platform = _describe(platform)
+    if full_version is not None:
+        environment = {**environment, "python_full_version": full_version}
     return _target(version, platform, platforms, environment, uv_platform)
 
 
@@ -129,12 +146,14 @@ def _target(
         *tags.compatible_tags(version, interpreter, platforms),
     )
     environment = dict(environment)
+    full = environment.get("python_full_version") if platform is not None else None
+    full = full or f"{version[0]}.{version[1]}.0"
     environment.update(
         python_version=f"{version[0]}.{version[1]}",
-        python_full_version=f"{version[0]}.{version[1]}.0",
+        python_full_version=full,
         implementation_name="cpython",
         platform_python_implementation="CPython",
-        implementation_version=f"{version[0]}.{version[1]}.0",
+        implementation_version=full,
     )
     return Target(
         f"{version[0]}.{version[1]}",

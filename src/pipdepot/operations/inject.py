@@ -2,7 +2,9 @@
 
 Every change goes through :class:`_Injector`, which records it in the root's
 journal before making it; :func:`restore` undoes the journal in reverse. A
-failed inject undoes itself; a killed one is undone by ``restore``.
+failed inject undoes itself; a killed one is undone by ``restore``. The
+directories it changed get their times back last (the root's once the journal
+is gone), unless their entries changed meanwhile.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from pipdepot.core.journal import Entry, Journal
+from pipdepot.core.journal import Entry, Journal, directory_state
 from pipdepot.core.mounts import bind_mount, is_mountpoint, mount_filesystem, unmount
 from pipdepot.core.plan import MOUNT_POINT
 from pipdepot.core.rootfs import RootFS
@@ -129,9 +131,17 @@ def restore(root: Path, *, force: bool = False) -> RestoreReport:
             f"{rootfs.root} is held injected by running process {journal.owner.pid}",
             hint="it restores the root when it ends; stop it, or use --force",
         )
+    times = [entry for entry in journal.entries if entry.op == "times"]
     for entry in reversed(journal.entries):
-        _undo(rootfs, journal, entry, report)
+        if entry.op != "times":
+            _undo(rootfs, journal, entry, report)
+    for entry in times:
+        if entry.path != "/":
+            _put_back_times(rootfs, entry)
     journal.remove()
+    for entry in times:
+        if entry.path == "/":
+            _put_back_times(rootfs, entry)
     return report
 
 
@@ -142,6 +152,17 @@ class _Injector:
         self.rootfs = rootfs
         self.journal = journal
         self.report = report
+        self._seen = {entry.path for entry in journal.entries if entry.op in {"times", "mkdir"}}
+
+    def changing(self, inner: PurePosixPath) -> None:
+        """Record the times of directory ``inner`` before pipdepot's first change in it."""
+        if str(inner) in self._seen:
+            return
+        self._seen.add(str(inner))
+        host = self.rootfs.path(inner, follow_last=True)
+        if host.is_dir():
+            times, listing = directory_state(host)
+            self.journal.record(Entry("times", str(inner), times=times, listing=listing))
 
     def ensure_dir(self, inner: PurePosixPath) -> Path:
         for depth in range(1, len(inner.parts) + 1):
@@ -151,7 +172,9 @@ class _Injector:
                 continue
             if os.path.lexists(host) or self.rootfs.path(step).is_symlink():
                 raise BuildRootError(f"{step} in {self.rootfs.root} is not a directory (or a dangling link)")
+            self.changing(step.parent)
             self.journal.record(Entry("mkdir", str(step)))
+            self._seen.add(str(step))
             host.mkdir()
             host.chmod(_DIR_MODES.get(step, 0o755))
         return self.rootfs.path(inner, follow_last=True)
@@ -164,6 +187,7 @@ class _Injector:
         staged = self.journal.staging_path()
         staged.write_bytes(data)
         staged.chmod(mode)
+        self.changing(inner.parent)
         if os.path.lexists(target):
             name = self.journal.new_backup_name()
             self.journal.record(Entry("replace", str(inner), backup=name))
@@ -202,6 +226,16 @@ def _undo(rootfs: RootFS, journal: Journal, entry: Entry, report: RestoreReport)
         _remove_created_file(rootfs.path(inner), entry.path, report)
     else:
         _remove_created_dir(rootfs.path(inner, follow_last=True), entry.path, report)
+
+
+def _put_back_times(rootfs: RootFS, entry: Entry) -> None:
+    """The directory's recorded times, if its entries are again those it had before inject."""
+    target = rootfs.path(PurePosixPath(entry.path), follow_last=True)
+    if entry.times is None or not target.is_dir() or target.is_symlink():
+        return
+    if directory_state(target)[1] == entry.listing:
+        atime, mtime = entry.times
+        os.utime(target, ns=(atime, mtime))
 
 
 def _remove_created_file(target: Path, inner: str, report: RestoreReport) -> None:
