@@ -100,30 +100,27 @@ def debian_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def download_wheel(requirement: str, directory: Path) -> Path:
+    """One wheel from PyPI, fetched with the machine's pip, its configuration ignored."""
+    directory.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
+    result = subprocess.run(
+        [*argv, "--disable-pip-version-check", "-d", str(directory), requirement],
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    wheels = list(directory.glob("*.whl"))
+    if result.returncode != 0 or len(wheels) != 1:
+        pytest.fail(f"cannot download {requirement}:\n{result.stderr[-2000:]}")
+    return wheels[0]
+
+
 @pytest.fixture(scope="session")
 def uv_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel of the uv this test run uses, fetched once, to install uv inside a root from the mirror."""
     from importlib.metadata import version  # noqa: PLC0415
 
-    directory = tmp_path_factory.mktemp("uv-wheel")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            "-d",
-            str(directory),
-            f"uv=={version('uv')}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    wheels = list(directory.glob("uv-*.whl"))
-    if result.returncode != 0 or not wheels:
-        pytest.fail(f"cannot download the uv wheel:\n{result.stderr[-2000:]}")
-    return wheels[0]
+    return download_wheel(f"uv=={version('uv')}", tmp_path_factory.mktemp("uv-wheel"))

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import clean_environ
+from tests.conftest import clean_environ, download_wheel
 from tests.depot import Depot
 from tests.fake_upstream import FakeUpstream
 from tests.roots import diff, mounts_under, snapshot
@@ -79,24 +79,6 @@ class Installer:
         return result
 
 
-def download(requirement: str, directory: Path) -> Path:
-    """One wheel from PyPI (the machine's pip, its configuration ignored)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
-    result = subprocess.run(
-        [*argv, "--disable-pip-version-check", "-d", str(directory), requirement],
-        env=clean_environ(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    wheels = list(directory.glob("*.whl"))
-    if result.returncode != 0 or len(wheels) != 1:
-        pytest.fail(f"cannot download {requirement}:\n{result.stderr[-2000:]}")
-    return wheels[0]
-
-
 def pip_venv(wheel: Path, venv: Path) -> Path:
     """A venv as ``python3 -m venv`` makes it on Python < 3.12 (pip, setuptools, no wheel), with this pip.
 
@@ -118,7 +100,9 @@ def installers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Installer]
     base = tmp_path_factory.mktemp("installers")
     wanted = {f"pip {v}": ("pip" if v == "newest" else f"pip=={v}") for v in PIPS} | {"uv": "uv"}
     with ThreadPoolExecutor(PARALLEL) as pool:
-        wheels = dict(zip(wanted, pool.map(lambda r: download(r, base / r), wanted.values()), strict=True))
+        wheels = dict(
+            zip(wanted, pool.map(lambda r: download_wheel(r, base / r), wanted.values()), strict=True)
+        )
     found: dict[str, Installer] = {}
     for name, wheel in wheels.items():
         if name == "uv":
@@ -148,7 +132,7 @@ def matrix_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeU
     upstream.add(build_setuptools_sdist(dist, "legacy-src", "1.0"))
     upstream.add(build_sdist(dist, "modern-src", "1.0", buildable=True, build_requires=("setuptools>=40.8",)))
     for requirement in BUILD_TOOLS:
-        upstream.add(download(requirement, base / requirement))
+        upstream.add(download_wheel(requirement, base / requirement))
     upstream.start()
     requirements = base / "requirements.txt"
     requirements.write_text(f"{REQUIREMENT}\n")

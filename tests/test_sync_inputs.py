@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import http.server
 import subprocess
-import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -21,7 +20,7 @@ from pipdepot.core.remote import RemoteError, fetch_text
 from pipdepot.core.targets import make_targets
 from pipdepot.operations.sync import SyncOptions, read_inputs
 from pipdepot.operations.sync import sync as run_sync
-from tests.conftest import clean_environ
+from tests.conftest import clean_environ, download_wheel
 from tests.depot import fresh_venv, installed, pip_install
 from tests.fake_upstream import FakeUpstream
 from tests.test_mirror_ops import listed, missing_lines
@@ -41,27 +40,8 @@ REAL = ("setuptools==80.9.0", "setuptools==69.5.1", "wheel==0.45.1", "pip==23.0.
 @pytest.fixture(scope="session")
 def real_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     directory = tmp_path_factory.mktemp("real-wheels")
-    for requirement in REAL:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary",
-                ":all:",
-                "-d",
-                str(directory),
-                requirement,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            pytest.fail(f"cannot download {requirement}:\n{result.stderr[-2000:]}")
-    return {p.name: p for p in directory.glob("*.whl")}
+    wheels = [download_wheel(requirement, directory / requirement) for requirement in REAL]
+    return {p.name: p for p in wheels}
 
 
 @pytest.fixture(scope="session")

@@ -80,13 +80,7 @@ def build_sdist(
             f'[build-system]\nrequires = [{requires}]\nbuild-backend = "backend"\nbackend-path = ["."]\n'
         )
         files["backend.py"] = _BACKEND.format(name=name, version=version)
-    with tarfile.open(path, "w:gz") as archive:
-        for member_name, text in files.items():
-            data = text.encode()
-            member = tarfile.TarInfo(f"{stem}/{member_name}")
-            member.size = len(data)
-            archive.addfile(member, io.BytesIO(data))
-    return path
+    return _write_sdist(path, stem, files)
 
 
 _BACKEND = """\
@@ -178,6 +172,11 @@ def build_setuptools_sdist(directory: Path, name: str, version: str, *, pyprojec
     }
     if pyproject is not None:
         files["pyproject.toml"] = pyproject
+    return _write_sdist(path, stem, files)
+
+
+def _write_sdist(path: Path, stem: str, files: dict[str, str]) -> Path:
+    """``files`` under ``<stem>/`` in a gzipped tar at ``path``."""
     with tarfile.open(path, "w:gz") as archive:
         for member_name, text in files.items():
             data = text.encode()
