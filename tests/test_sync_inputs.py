@@ -437,6 +437,50 @@ def test_each_pin_takes_each_pins_own_version_of_an_unpinned_dependency(
     }
 
 
+def test_each_pin_lists_a_pin_whose_old_sdist_no_longer_builds(
+    run_pipdepot: PipdepotRunner,
+    real_wheels: dict[str, Path],
+    stop_after: list[FakeUpstream],
+    tmp_path: Path,
+) -> None:
+    """A real upper-constraints file pins marathon 0.9.3, whose setup.py fails on today's setuptools
+    ("use_2to3 is invalid"): uv cannot read its metadata. That pin is listed, not fatal; the run
+    goes on and ends cleanly (it once ended in a traceback: the other pins' uv still ran while the
+    scratch directory was removed)."""
+    dist = tmp_path / "dist"
+    upstream = FakeUpstream(with_metadata=True)
+    stop_after.append(upstream)
+    broken = "import sys\nsys.exit('error in broken setup command: use_2to3 is invalid.')\n"
+    pins = [f"fine{i}===1.0" for i in range(40)]
+    serve(
+        upstream,
+        dist,
+        build_setuptools_sdist(dist, "broken", "0.9.3", setup_py=broken),
+        real_wheels["setuptools-80.9.0-py3-none-any.whl"],
+        real_wheels["wheel-0.45.1-py3-none-any.whl"],
+        *(build_wheel(dist, f"fine{i}", "1.0") for i in range(40)),
+    )
+    constraints = requirements_file(tmp_path, "\n".join(["broken===0.9.3", *pins]) + "\n", "pins.txt")
+    mirror = tmp_path / "mirror"
+    result = run_pipdepot(
+        "sync",
+        "--mirror",
+        str(mirror),
+        "--upstream",
+        upstream.url,
+        "--each-pin",
+        "-c",
+        str(constraints),
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert listed(mirror) == {f"fine{i}-1.0-py3-none-any.whl" for i in range(40)}
+    assert "not mirrored: broken===0.9.3 for cp311-host: does not resolve:" in result.stdout
+    assert "use_2to3 is invalid" in result.stdout
+    assert "each pin: 40 of 41 (pin, target) resolved" in result.stdout
+
+
 # -- path requirements ---------------------------------------------------------------------------
 
 

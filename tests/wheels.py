@@ -155,10 +155,13 @@ def _digest(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def build_setuptools_sdist(directory: Path, name: str, version: str, *, pyproject: str | None = None) -> Path:
+def build_setuptools_sdist(
+    directory: Path, name: str, version: str, *, pyproject: str | None = None, setup_py: str | None = None
+) -> Path:
     """An sdist real setuptools builds: ``setup.py`` (and ``pyproject``, if given), like docopt 0.6.2.
 
     Without ``pyproject`` it is a legacy sdist: pip builds it with its fallback build requirements.
+    ``setup_py`` replaces the generated ``setup.py`` (one that fails, as old ones do on new setuptools).
     """
     module = name.replace("-", "_")
     stem = f"{module}-{version}"
@@ -172,6 +175,8 @@ def build_setuptools_sdist(directory: Path, name: str, version: str, *, pyprojec
     }
     if pyproject is not None:
         files["pyproject.toml"] = pyproject
+    if setup_py is not None:
+        files["setup.py"] = setup_py
     return _write_sdist(path, stem, files)
 
 

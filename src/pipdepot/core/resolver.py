@@ -30,6 +30,11 @@ __all__ = ["ResolutionError", "resolve"]
 _KEPT_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
+#: How uv words a failure of the index rather than of the requirements ("Failed to download and
+#: build" is a build that failed).
+_INDEX_FAILURE = re.compile(r"Failed to fetch|Failed to download(?! and build)|server error")
+
+
 def __dir__() -> list[str]:
     return __all__
 
@@ -42,9 +47,18 @@ class ResolutionError(Exception):
     """
 
     @property
+    def index_failed(self) -> bool:
+        """Whether an index answered with an error (an upstream behind pipdepot down: a 502).
+
+        Anything else is the requirements' own fault: no set of versions, or an old sdist whose
+        setup.py no longer runs ("Failed to build", met in a real OpenStack upper-constraints file).
+        """
+        return _INDEX_FAILURE.search(str(self)) is not None
+
+    @property
     def conflict(self) -> bool:
         """Whether uv found no set of versions (the input's fault), not that an index failed."""
-        return "No solution found" in str(self) and "Failed to fetch" not in str(self)
+        return "No solution found" in str(self) and not self.index_failed
 
 
 async def resolve(requirements: Path, target: Target, *, index_url: str, cache_dir: Path) -> list[Pin]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -24,7 +24,7 @@ from pipdepot.core.resolver import ResolutionError
 from pipdepot.core.store import STATE_DIR, StoreKey
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
 
     from pipdepot.core.locks import Pin
     from pipdepot.core.requirements import RequirementSet
@@ -75,10 +75,34 @@ async def resolve_each_pin(
             found.update(((p.name, p.version, p.hashes), p) for p in pins)
             return
         half = len(group) // 2
-        await asyncio.gather(walk(group[:half]), walk(group[half:]))
+        await _all_or_none([walk(group[:half]), walk(group[half:])])
 
-    await asyncio.gather(*(walk(lines[i : i + _GROUP]) for i in range(0, len(lines), _GROUP)))
+    await _all_or_none([walk(lines[i : i + _GROUP]) for i in range(0, len(lines), _GROUP)])
     return list(found.values())
+
+
+async def _all_or_none(walks: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``walks`` together; the first to fail stops the others (their uv killed) and is raised.
+
+    ``asyncio.gather`` would let the others run on after a failure, their uv still writing in
+    the scratch directory the caller is already removing.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            for walk in walks:
+                group.create_task(walk)
+    except BaseExceptionGroup as failure:
+        raise _first_cause(failure) from None
+
+
+def _first_cause(failure: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception in a (nested) group that is not a sibling's cancellation."""
+    for exc in failure.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_cause(exc)
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return failure.exceptions[0]
 
 
 async def record_unresolved(store: Store, targets: list[str], unresolved: list[tuple[str, str, str]]) -> None:

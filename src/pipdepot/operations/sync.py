@@ -311,7 +311,7 @@ class _Run:
             return await self._resolve(subset, target)
 
         async def failed(line: str, exc: ResolutionError) -> list[Pin]:
-            if not exc.conflict:  # an index failed: not the pin's fault
+            if exc.index_failed:  # not the pin's fault
                 raise MirrorError(f"{line} does not resolve for {target}: {exc}") from None
             self.report.unresolved.append((line, str(target), str(exc)))
             return []
@@ -416,7 +416,7 @@ class _Run:
         try:
             return await self._resolve(requirements, target)
         except ResolutionError as exc:
-            if not exc.conflict:
+            if exc.index_failed:
                 raise MirrorError(f"{requirements.label} do not resolve for {target}: {exc}") from None
             self.report.unresolved.append((requirements.label, str(target), str(exc)))
             return None
