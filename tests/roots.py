@@ -95,9 +95,14 @@ def fake_root(
     """A root with only what says its target: ``python3`` -> ``python3.X`` (ELF), and its loader.
 
     The loader is reached through an absolute symlink, as on Debian, and holds ``loader_text``.
+    ``/etc`` and ``/bin/sh`` make it look like an OS root (``inject`` and ``chroot`` refuse others).
     """
     binary = root / "usr" / "bin" / f"python{python}"
     binary.parent.mkdir(parents=True)
+    (root / "etc").mkdir()
+    (binary.parent / "sh").write_bytes(b"")
+    (binary.parent / "sh").chmod(0o755)
+    (root / "bin").symlink_to("usr/bin")
     binary.write_bytes(elf_executable(machine, loader, payload=f"\0{full_version}\0".encode()))
     (binary.parent / "python3").symlink_to(binary.name)
     real = root / "usr" / "lib" / "loader" / Path(loader).name

@@ -238,7 +238,19 @@ def test_failures_of_the_work_exit_1(run_pipdepot: PipdepotRunner, tmp_path: Pat
 
 
 #: Options that are not settings: they say what to do, not how pipdepot is set up.
-NOT_SETTINGS = {"help", "json", "as_json", "inputs", "force", "env_pairs", "checks", "root", "version"}
+NOT_SETTINGS = {
+    "help",
+    "json",
+    "as_json",
+    "inputs",
+    "constraints",
+    "each_pin",
+    "force",
+    "env_pairs",
+    "checks",
+    "root",
+    "version",
+}
 #: Commands whose options are values to write out, never read from PIPDEPOT_* (gen-config writes
 #: the files of a permanent install from its flags alone, so the files do not depend on the shell).
 NOT_SETTINGS_COMMANDS = {"gen-config"}

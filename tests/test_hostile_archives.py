@@ -201,7 +201,7 @@ def test_serve_refuses_upstream_metadata_over_the_limit(
     url = depot.url + page_entry(depot, "huge", dist.path.name)["url"]
     status, body = get(url + ".metadata")
     assert status == 502
-    assert b"over 4194304 bytes" in body
+    assert b"over 4194304" in body
     assert depot.process is not None
     assert peak_rss(depot.process.pid) < SERVE_RSS
     assert get(url)[0] == 200  # the wheel itself is fine

@@ -49,7 +49,7 @@ def test_a_wheel_for_a_newer_glibc_than_the_roots_is_missing(
         "--mirror",
         str(mirror),
     )
-    assert "ok: cp39-manylinux_2_31_x86_64: 1 files" in check.stdout
+    assert "ok: cp39-manylinux_2_31_x86_64: 1 file" in check.stdout
 
 
 def test_a_root_whose_target_cannot_be_read_is_refused_untouched(
@@ -57,6 +57,10 @@ def test_a_root_whose_target_cannot_be_read_is_refused_untouched(
 ) -> None:
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "sh").write_bytes(b"")  # an OS root in looks, with no python3
+    (root / "usr" / "bin" / "sh").chmod(0o755)
+    (root / "bin").symlink_to("usr/bin")
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("anything\n")
     before = snapshot(root)

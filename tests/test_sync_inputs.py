@@ -537,7 +537,7 @@ def test_check_on_an_empty_mirror_lists_every_missing_project(
         "missing: lib 1.0 for cp311-host: project not in the mirror",
         "missing: unrelated >=2 for cp311-host: project not in the mirror",
     ]
-    assert "the mirror lacks 3 item(s)" in result.stderr
+    assert "the mirror lacks 3 items for 1 target" in result.stderr
 
 
 def test_an_offline_resync_warns_once_for_all_stale_pages(
