@@ -32,13 +32,6 @@ from tests.fake_upstream import FakeUpstream  # noqa: E402
 from tests.wheels import build_wheel  # noqa: E402
 
 MiB = 1024 * 1024
-_MEASURE = (
-    "import os, subprocess, sys\n"
-    "child = subprocess.Popen(sys.argv[2:])\n"
-    "_, status, usage = os.wait4(child.pid, 0)\n"
-    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
-    "sys.exit(os.waitstatus_to_exitcode(status))\n"
-)
 
 
 def command(work: Path, *args: str) -> tuple[int, str, float, int]:
@@ -46,7 +39,7 @@ def command(work: Path, *args: str) -> tuple[int, str, float, int]:
     rss = work / "maxrss"
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-c", _MEASURE, str(rss), sys.executable, "-m", "pipdepot", *args],
+        [sys.executable, "-c", hostile.MEASURE_RSS, str(rss), sys.executable, "-m", "pipdepot", *args],
         capture_output=True,
         text=True,
         check=False,

@@ -267,3 +267,14 @@ def splice_pax_bomb(source: Path, target: Path, header: int) -> Path:
         _write_spaces(stream, header + (-header % tarfile.BLOCKSIZE))
         stream.write(data[offset:])
     return target
+
+
+#: Runs its arguments and writes their ``ru_maxrss`` (KiB) to a file. A child forked from this big test
+#: process would count this process's memory until its exec; this small one's child counts little.
+MEASURE_RSS = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)

@@ -50,23 +50,12 @@ class Finished:
     peak_rss: int
 
 
-#: Runs its arguments and writes their ``ru_maxrss`` (KiB) to a file. A child forked from this big test
-#: process would count this process's memory until its exec; this small one's child counts little.
-_MEASURE = (
-    "import os, subprocess, sys\n"
-    "child = subprocess.Popen(sys.argv[2:])\n"
-    "_, status, usage = os.wait4(child.pid, 0)\n"
-    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
-    "sys.exit(os.waitstatus_to_exitcode(status))\n"
-)
-
-
 def run_measured(home: Path, *args: str) -> Finished:
     """Run ``pipdepot ARGS`` in a clean environment, with its own peak RSS."""
     home.mkdir(exist_ok=True)
     rss = home / "maxrss"
     result = subprocess.run(
-        [sys.executable, "-c", _MEASURE, str(rss), sys.executable, "-m", "pipdepot", *args],
+        [sys.executable, "-c", hostile.MEASURE_RSS, str(rss), sys.executable, "-m", "pipdepot", *args],
         capture_output=True,
         text=True,
         env=clean_environ(HOME=str(home)),
