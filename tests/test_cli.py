@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 from pypi_simple import PYPI_SIMPLE_ENDPOINT
 
-from pipdepot.core.buildroot import INDEX_ENV_VARS
+from pipdepot.element.buildroot import INDEX_ENV_VARS
 from tests.conftest import clean_environ
 from tests.wheels import build_wheel
 

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pipdepot.core.requirements import RequirementSet
-from pipdepot.core.resolver import ResolutionError
 from pipdepot.errors import MirrorError
+from pipdepot.fill.requirements import RequirementSet
+from pipdepot.fill.resolver import ResolutionError
 from pipdepot.operations.pins import resolve_each_pin
 
 if TYPE_CHECKING:
-    from pipdepot.core.locks import Pin
+    from pipdepot.fill.lockfiles import Pin
 
 
 def test_a_fatal_failure_stops_the_other_resolutions_before_it_is_raised() -> None:

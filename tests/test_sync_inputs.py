@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pipdepot.core.remote import RemoteError, fetch_text
 from pipdepot.core.targets import make_targets
+from pipdepot.fill.remote import RemoteError, fetch_text
 from pipdepot.operations.sync import SyncOptions, read_inputs
 from pipdepot.operations.sync import sync as run_sync
 from tests.conftest import clean_environ, download_wheel

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from pipdepot.core.roottarget import read_root_target
 from pipdepot.core.targets import InvalidTarget, Target, make_targets, platform_target
+from pipdepot.element.roottarget import read_root_target
 from pipdepot.errors import BuildRootError, MirrorError, UsageError
 from pipdepot.operations.add import add, find_distributions
 from pipdepot.operations.check import CheckReport, check
@@ -356,7 +356,7 @@ class _StaleSummary(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.projects: dict[str, str] = {}
-        self._logger = logging.getLogger("pipdepot.core.mirror")
+        self._logger = logging.getLogger("pipdepot.server.mirror")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == "serving %s stale: %s" and isinstance(record.args, tuple):

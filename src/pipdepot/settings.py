@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast, get_args
 
-from pipdepot.core.buildroot import INDEX_ENV_VARS
-from pipdepot.core.plan import PlanInputs, Sourced, UvIndexStrategy
 from pipdepot.core.urls import validate_index_url
+from pipdepot.element.buildroot import INDEX_ENV_VARS
+from pipdepot.element.plan import PlanInputs, Sourced, UvIndexStrategy
 from pipdepot.errors import UsageError
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pipdepot.core.locks import LockError, LockFile, Pin, is_lock_file, read_lock
 from pipdepot.core.names import NormalizedName
 from pipdepot.core.targets import Target, make_targets
+from pipdepot.fill.lockfiles import LockError, LockFile, Pin, is_lock_file, read_lock
 
 if TYPE_CHECKING:
     from pathlib import Path

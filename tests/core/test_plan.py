@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from pypi_simple import PYPI_SIMPLE_ENDPOINT
 
-from pipdepot.core.buildroot import (
+from pipdepot.element.buildroot import (
     render_files,
     render_pip_conf,
     render_pydistutils_cfg,
     render_uv_toml,
 )
-from pipdepot.core.plan import MirrorPlan, MirrorState, build_plan
+from pipdepot.element.plan import MirrorPlan, MirrorState, build_plan
 from pipdepot.errors import ConfigError
 from pipdepot.settings import PlanFlags, Settings, load_settings
 

@@ -10,15 +10,6 @@ import pytest
 
 from pipdepot.core import project
 from pipdepot.core.names import NormalizedName
-from pipdepot.core.pages import (
-    RenderedPage,
-    listed_files,
-    negotiate,
-    page_files,
-    render_listing,
-    render_project_html,
-    render_project_json,
-)
 from pipdepot.core.project import (
     LocalFile,
     ProjectState,
@@ -28,6 +19,15 @@ from pipdepot.core.project import (
     local_path_of,
     parse_upstream_page,
     stored_listing,
+)
+from pipdepot.server.pages import (
+    RenderedPage,
+    listed_files,
+    negotiate,
+    page_files,
+    render_listing,
+    render_project_html,
+    render_project_json,
 )
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pipdepot.core.names import NormalizedName
-from pipdepot.core.requirements import RequirementsError, RequirementSet, read_requirements
+from pipdepot.fill.requirements import RequirementsError, RequirementSet, read_requirements
 
 if TYPE_CHECKING:
     from pathlib import Path

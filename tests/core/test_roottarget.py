@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from packaging.tags import Tag
 
-from pipdepot.core.roottarget import read_root_target
 from pipdepot.core.targets import platform_target
+from pipdepot.element.roottarget import read_root_target
 from pipdepot.errors import BuildRootError
 from tests.roots import elf_executable, fake_root
 

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pipdepot.core.locks import Pin
 from pipdepot.core.names import NormalizedName
-from pipdepot.core.selection import choose_file, files_of_version
 from pipdepot.core.targets import Target, make_targets
+from pipdepot.fill.lockfiles import Pin
+from pipdepot.fill.selection import choose_file, files_of_version
 
 if TYPE_CHECKING:
     from pipdepot.core.project import FileEntry

@@ -14,16 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipdepot.core.buildsystem import BuildSystem, InvalidBuildSystem, project_build_system
-from pipdepot.core.distribution import InvalidDistribution, build_requirements
-from pipdepot.core.requirements import RequirementSet
+from pipdepot.fill.buildsystem import BuildSystem, InvalidBuildSystem, project_build_system
+from pipdepot.fill.distribution import InvalidDistribution, build_requirements
+from pipdepot.fill.requirements import RequirementSet
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from pathlib import Path
 
-    from pipdepot.core.locks import Pin
     from pipdepot.core.targets import Target
+    from pipdepot.fill.lockfiles import Pin
 
     #: Resolves a set for a target: its pins, or ``None`` when it does not resolve (already reported).
     Resolve = Callable[[RequirementSet, Target], Awaitable[list[Pin] | None]]

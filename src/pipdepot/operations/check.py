@@ -21,22 +21,22 @@ from typing import TYPE_CHECKING
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from pipdepot.core.digests import file_sha256
-from pipdepot.core.resolver import ResolutionError, resolve
-from pipdepot.core.selection import choose_file, files_of_version
+from pipdepot.fill.resolver import ResolutionError, resolve
+from pipdepot.fill.selection import choose_file, files_of_version
 from pipdepot.operations.builds import Buildable, BuildEnvironments
 from pipdepot.operations.pins import read_unresolved, resolve_each_pin
 from pipdepot.operations.session import local_index, open_mirror
+from pipdepot.storage.digests import file_sha256
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from pipdepot.core.locks import Pin
-    from pipdepot.core.mirror import Mirror
     from pipdepot.core.project import FileEntry, ProjectState
-    from pipdepot.core.requirements import RequirementSet
     from pipdepot.core.targets import Target
+    from pipdepot.fill.lockfiles import Pin
+    from pipdepot.fill.requirements import RequirementSet
     from pipdepot.operations.sync import Inputs
+    from pipdepot.server.mirror import Mirror
 
 __all__ = ["CheckReport", "Missing", "check"]
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from pipdepot.core.journal import Entry, Journal, directory_state
-from pipdepot.core.mounts import bind_mount, is_mountpoint, mount_filesystem, unmount
-from pipdepot.core.plan import MOUNT_POINT
-from pipdepot.core.rootfs import RootFS
+from pipdepot.element.journal import Entry, Journal, directory_state
+from pipdepot.element.mounts import bind_mount, is_mountpoint, mount_filesystem, unmount
+from pipdepot.element.plan import MOUNT_POINT
+from pipdepot.element.rootfs import RootFS
 from pipdepot.errors import BuildRootError
 
 if TYPE_CHECKING:

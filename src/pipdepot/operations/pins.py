@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from pipdepot.core.resolver import ResolutionError
-from pipdepot.core.store import STATE_DIR, StoreKey
+from pipdepot.fill.resolver import ResolutionError
+from pipdepot.storage.store import STATE_DIR, StoreKey
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
 
-    from pipdepot.core.locks import Pin
-    from pipdepot.core.requirements import RequirementSet
-    from pipdepot.core.store import Store
+    from pipdepot.fill.lockfiles import Pin
+    from pipdepot.fill.requirements import RequirementSet
+    from pipdepot.storage.store import Store
 
 __all__ = ["read_unresolved", "record_unresolved", "resolve_each_pin"]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from pipdepot.core.buildroot import ConfigFile, render_files
-from pipdepot.core.localmirror import inspect_mirror
-from pipdepot.core.overrides import find_overrides
-from pipdepot.core.plan import MirrorPlan, build_plan
-from pipdepot.core.rootfs import RootFS
+from pipdepot.element.buildroot import ConfigFile, render_files
+from pipdepot.element.localmirror import inspect_mirror
+from pipdepot.element.overrides import find_overrides
+from pipdepot.element.plan import MirrorPlan, build_plan
+from pipdepot.element.rootfs import RootFS
 
 if TYPE_CHECKING:
     from pathlib import Path

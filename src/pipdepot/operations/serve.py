@@ -15,9 +15,9 @@ from aiohttp import web
 
 from pipdepot.core.systemd import notify, stderr_is_journal
 from pipdepot.core.urls import redact_url
-from pipdepot.core.web import create_server
 from pipdepot.errors import ConfigError
 from pipdepot.operations.session import open_mirror
+from pipdepot.server.web import create_server
 
 if TYPE_CHECKING:
     from pipdepot.settings import ServeSettings

@@ -16,11 +16,11 @@ import aiohttp
 from aiohttp import web
 
 from pipdepot import __version__
-from pipdepot.core.metrics import Metrics
-from pipdepot.core.mirror import Mirror
-from pipdepot.core.upstream import UpstreamClient
-from pipdepot.core.web import create_server
 from pipdepot.errors import ConfigError
+from pipdepot.server.metrics import Metrics
+from pipdepot.server.mirror import Mirror
+from pipdepot.server.upstream import UpstreamClient
+from pipdepot.server.web import create_server
 from pipdepot.storage.filesystem import FilesystemStore
 from pipdepot.storage.lock import ReadOnlyMirrorError, writer_lock
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-    from pipdepot.core.mirror import View
+    from pipdepot.server.mirror import View
 
 __all__ = ["local_index", "open_mirror"]
 
@@ -95,7 +95,7 @@ def _open_store(mirror_dir: Path, *, writer: bool) -> FilesystemStore:
     if not writer and not mirror_dir.is_dir():
         raise ConfigError(f"mirror directory {mirror_dir} does not exist")
     try:
-        return FilesystemStore(mirror_dir, writer=writer)
+        return FilesystemStore(mirror_dir)
     except OSError as exc:
         raise ConfigError(f"mirror directory {mirror_dir}: {exc.strerror}") from exc
 

@@ -19,26 +19,26 @@ from typing import TYPE_CHECKING, Protocol
 
 from packaging.utils import canonicalize_name
 
-from pipdepot.core.locks import LockError, Pin, is_lock_file, read_lock
-from pipdepot.core.remote import RemoteError, connection_cause, fetch_text
-from pipdepot.core.requirements import RequirementsError, RequirementSet, read_requirements
-from pipdepot.core.resolver import ResolutionError, resolve
-from pipdepot.core.selection import choose_file
-from pipdepot.core.store import IntegrityError
 from pipdepot.core.urls import redact_url
 from pipdepot.errors import MirrorError, UpstreamError
+from pipdepot.fill.lockfiles import LockError, Pin, is_lock_file, read_lock
+from pipdepot.fill.remote import RemoteError, connection_cause, fetch_text
+from pipdepot.fill.requirements import RequirementsError, RequirementSet, read_requirements
+from pipdepot.fill.resolver import ResolutionError, resolve
+from pipdepot.fill.selection import choose_file
 from pipdepot.operations.builds import Buildable, BuildEnvironments
 from pipdepot.operations.pins import record_unresolved, resolve_each_pin
 from pipdepot.operations.session import local_index, open_mirror
+from pipdepot.storage.store import IntegrityError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from pipdepot.core.locks import LockFile
-    from pipdepot.core.mirror import Mirror
     from pipdepot.core.names import NormalizedName
     from pipdepot.core.project import FileEntry
     from pipdepot.core.targets import Target
+    from pipdepot.fill.lockfiles import LockFile
+    from pipdepot.server.mirror import Mirror
 
 __all__ = ["Inputs", "SyncOptions", "SyncProgress", "SyncReport", "SyncStopped", "read_inputs", "sync"]
 

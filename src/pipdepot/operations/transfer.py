@@ -23,19 +23,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pipdepot.core.archive import MEMBER_LIMIT, ArchiveError, open_tar, read_tar_member, tar_members
-from pipdepot.core.digests import file_sha256
-from pipdepot.core.distribution import InvalidDistribution, check_metadata, inspect_distribution
-from pipdepot.core.manifest import FORMAT, MANIFEST, ManifestError, Record, read_manifest
-from pipdepot.core.mirror import ImportedFile, Origin
 from pipdepot.core.names import normalize_project
 from pipdepot.core.project import LocalFile
-from pipdepot.core.store import IntegrityError, StoreKey
 from pipdepot.errors import MirrorError
+from pipdepot.fill.distribution import InvalidDistribution, check_metadata, inspect_distribution
+from pipdepot.fill.manifest import FORMAT, MANIFEST, ManifestError, Record, read_manifest
 from pipdepot.operations.session import open_mirror
+from pipdepot.server.mirror import ImportedFile, Origin
+from pipdepot.storage.digests import file_sha256
+from pipdepot.storage.store import IntegrityError, StoreKey
 
 if TYPE_CHECKING:
-    from pipdepot.core.mirror import Mirror
     from pipdepot.core.project import FileEntry, ProjectState
+    from pipdepot.server.mirror import Mirror
 
 __all__ = ["TransferReport", "export_mirror", "import_mirror"]
 

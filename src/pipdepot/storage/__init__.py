@@ -1,1 +1,1 @@
-"""Store backends; each imports ``core.store``, never the reverse."""
+"""Store backends; each implements ``storage.store``, never the reverse."""

@@ -16,8 +16,8 @@ import fcntl
 import os
 from typing import TYPE_CHECKING
 
-from pipdepot.core.store import STATE_DIR
 from pipdepot.errors import ConfigError
+from pipdepot.storage.store import STATE_DIR
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -16,14 +16,14 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipdepot.core.store import COMMIT_MARKER, IntegrityError
+from pipdepot.storage.store import COMMIT_MARKER, IntegrityError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
     from typing import BinaryIO
 
-    from pipdepot.core.store import Store, StoredFile, StoreKey
-    from pipdepot.core.upstream import UpstreamClient
+    from pipdepot.server.upstream import UpstreamClient
+    from pipdepot.storage.store import Store, StoredFile, StoreKey
 
 __all__ = ["Download"]
 

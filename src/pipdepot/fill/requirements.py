@@ -4,7 +4,7 @@ Requirements files (pip's format) give requirements to resolve; the resolver
 only ever sees the requirement lines pipdepot passes on, so an ``--index-url``
 inside a file cannot send it around the mirror. ``--hash`` values are kept per
 project, to check the files chosen. Lock files (``pylock.toml``, ``uv.lock``)
-give exact pins and need no resolver: see :mod:`pipdepot.core.locks`.
+give exact pins and need no resolver: see :mod:`pipdepot.fill.lockfiles`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from urllib.request import url2pathname
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from pipdepot.core.locks import Pin
+from pipdepot.fill.lockfiles import Pin
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

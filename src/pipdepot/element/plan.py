@@ -3,7 +3,7 @@
 :func:`build_plan` is pure: it takes settings whose every value says where it
 came from (:class:`Sourced`) and the state of the local mirror directory, and
 returns a :class:`MirrorPlan`. Reading flags, variables and files is the job of
-``pipdepot.settings``; writing files is the job of ``core.buildroot``.
+``pipdepot.settings``; writing files is the job of ``element.buildroot``.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ from pipdepot.core.names import version_of_filename
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from pipdepot.core.locks import Pin
     from pipdepot.core.project import FileEntry
     from pipdepot.core.targets import Target
+    from pipdepot.fill.lockfiles import Pin
 
 __all__ = ["choose_file", "files_of_version"]
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import tomli_w
 
 if TYPE_CHECKING:
-    from pipdepot.core.plan import MirrorPlan
+    from pipdepot.element.plan import MirrorPlan
 
 __all__ = ["INDEX_ENV_VARS", "ConfigFile", "render_files"]
 

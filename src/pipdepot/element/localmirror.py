@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipdepot.core.plan import MirrorState
+from pipdepot.element.plan import MirrorState
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from pipdepot.core.locks import Pin
+from pipdepot.fill.lockfiles import Pin
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -22,10 +22,10 @@ from aiohttp.web_protocol import RequestHandler
 
 from pipdepot import __version__
 from pipdepot.core.names import normalize_project
-from pipdepot.core.pages import CONTENT_TYPES, choose_encoding, negotiate
-from pipdepot.core.store import IntegrityError
-from pipdepot.core.upstream import one_line
 from pipdepot.errors import UpstreamError
+from pipdepot.server.pages import CONTENT_TYPES, choose_encoding, negotiate
+from pipdepot.server.upstream import one_line
+from pipdepot.storage.store import IntegrityError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -34,11 +34,11 @@ if TYPE_CHECKING:
     from aiohttp.web_request import BaseRequest
     from aiohttp.web_response import StreamResponse
 
-    from pipdepot.core.download import Download
-    from pipdepot.core.mirror import Mirror
     from pipdepot.core.names import NormalizedName
-    from pipdepot.core.pages import Encoding, RenderedPage
     from pipdepot.core.project import FileEntry
+    from pipdepot.server.download import Download
+    from pipdepot.server.mirror import Mirror
+    from pipdepot.server.pages import Encoding, RenderedPage
 
 __all__ = ["AccessLogger", "create_server"]
 

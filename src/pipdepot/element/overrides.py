@@ -12,12 +12,12 @@ import configparser
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
-from pipdepot.core.buildroot import INDEX_ENV_VARS
+from pipdepot.element.buildroot import INDEX_ENV_VARS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from pipdepot.core.rootfs import RootFS
+    from pipdepot.element.rootfs import RootFS
 
 __all__ = ["find_overrides"]
 

@@ -21,8 +21,8 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from pipdepot.core.archive import MEMBER_LIMIT, ArchiveError, MemberTooLarge, sdist_member, wheel_metadata
-from pipdepot.core.buildsystem import BuildSystem, InvalidBuildSystem, parse_build_system
-from pipdepot.core.digests import file_sha256
+from pipdepot.fill.buildsystem import BuildSystem, InvalidBuildSystem, parse_build_system
+from pipdepot.storage.digests import file_sha256
 
 if TYPE_CHECKING:
     from pathlib import Path

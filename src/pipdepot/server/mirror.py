@@ -31,20 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pipdepot.core.archive import MEMBER_LIMIT, ArchiveError, wheel_metadata
-from pipdepot.core.download import Download
-from pipdepot.core.pages import (
-    CONTENT_TYPES,
-    RenderedPage,
-    listed_entry,
-    listed_files,
-    page_files,
-    render_listing,
-    render_project_html,
-    render_project_json,
-    render_root_html,
-    render_root_json,
-    render_tree_html,
-)
 from pipdepot.core.project import (
     ADDED_SCHEME,
     LocalFile,
@@ -58,22 +44,36 @@ from pipdepot.core.project import (
     read_upstream_page,
     stored_listing,
 )
-from pipdepot.core.store import COMMIT_MARKER, STATE_DIR, IntegrityError, StoreKey
-from pipdepot.core.upstream import NotFound, NotModified, Partial
 from pipdepot.core.urls import redact_url
 from pipdepot.errors import UpstreamError
+from pipdepot.server.download import Download
+from pipdepot.server.pages import (
+    CONTENT_TYPES,
+    RenderedPage,
+    listed_entry,
+    listed_files,
+    page_files,
+    render_listing,
+    render_project_html,
+    render_project_json,
+    render_root_html,
+    render_root_json,
+    render_tree_html,
+)
+from pipdepot.server.upstream import NotFound, NotModified, Partial
+from pipdepot.storage.store import COMMIT_MARKER, STATE_DIR, IntegrityError, StoreKey
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from typing import IO
 
-    from pipdepot.core.distribution import LocalDistribution
-    from pipdepot.core.metrics import Metrics
     from pipdepot.core.names import NormalizedName
-    from pipdepot.core.pages import Encoding, Format
     from pipdepot.core.project import FileEntry
-    from pipdepot.core.store import Store, StoredFile
-    from pipdepot.core.upstream import UpstreamClient
+    from pipdepot.fill.distribution import LocalDistribution
+    from pipdepot.server.metrics import Metrics
+    from pipdepot.server.pages import Encoding, Format
+    from pipdepot.server.upstream import UpstreamClient
+    from pipdepot.storage.store import Store, StoredFile
 
 __all__ = ["CacheStatus", "FileHit", "ImportedFile", "Mirror", "Origin", "PageResult", "View"]
 

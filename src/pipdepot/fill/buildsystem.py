@@ -18,7 +18,7 @@ from packaging.version import InvalidVersion, Version
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from pipdepot.core.locks import Pin
+    from pipdepot.fill.lockfiles import Pin
 
 __all__ = [
     "LEGACY_REQUIRES",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from pipdepot.core.rootfs import RootFS
+from pipdepot.element.rootfs import RootFS
 from pipdepot.errors import BuildRootError
 
 if TYPE_CHECKING:

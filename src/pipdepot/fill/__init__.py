@@ -1,0 +1,1 @@
+"""Filling the mirror: requirements and lock files, resolution per target, build environments."""

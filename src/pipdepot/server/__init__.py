@@ -1,0 +1,1 @@
+"""The caching mirror server: upstream, downloads, pages, the web layer."""
