@@ -414,16 +414,30 @@ def test_ls_lists_projects_versions_and_files(
     assert result.stderr.startswith("pipdepot: error: nothing-here: no files")
 
 
-def test_a_second_writer_is_refused(
+def test_sync_writes_beside_a_running_serve_which_serves_its_files_as_hits(
     run_pipdepot: PipdepotRunner, upstream: FakeUpstream, requirements: Path, tmp_path: Path
 ) -> None:
+    """No writer lock: ``serve`` then ``sync`` (the README's order) both write, and serve sees sync's files."""
     mirror = tmp_path / "mirror"
     depot = Depot(mirror, tmp_path / "serve.log", ("--upstream", upstream.url)).start()
     try:
-        output = sync(run_pipdepot, upstream, mirror, "-r", str(requirements), check=False)
-        assert "pipdepot: error: mirror" in output
-        assert "in use by pipdepot serve (pid" in output
-        run_pipdepot("ls", "--mirror", str(mirror), check=False)  # readers are never refused
+        sync(run_pipdepot, upstream, mirror, "-r", str(requirements))
+        fetched = upstream.file_hits()
+        assert fetched > 0
+        index = mirror / "index.html"
+        projects = sorted(p.parent.name for p in mirror.glob("*/index.html"))
+        assert projects
+        for project in projects:
+            html = (mirror / project / "index.html").read_text()
+            for href in re.findall(r'href="\.\.(/packages/[^"#]+)', html):
+                with urllib.request.urlopen(f"{depot.url}{href}", timeout=30) as response:  # noqa: S310
+                    assert response.headers["X-Pipdepot-Cache"] == "hit", href
+        assert upstream.file_hits() == fetched  # nothing fetched again
+        assert all(f'href="{p}/"' in index.read_text() for p in projects)
+        with urllib.request.urlopen(f"{depot.url}/simple/", timeout=30) as response:  # noqa: S310
+            root = response.read().decode()
+        assert all(f'href="{p}/"' in root for p in projects)
+        run_pipdepot("ls", "--mirror", str(mirror))
     finally:
         depot.stop()
 

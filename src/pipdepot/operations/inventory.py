@@ -65,7 +65,7 @@ async def inventory(mirror_dir: Path, project: str | None = None) -> list[HeldPr
                 raise MirrorError(f"{name}: no files in the mirror {mirror_dir}")
             return [_held(state)]
         held = []
-        for listed in mirror.local_projects():
+        for listed in await mirror.local_projects():
             state = await mirror.state(normalize_project(listed) or listed)  # type: ignore[arg-type]
             if state is not None and state.local:
                 held.append(_held(state))

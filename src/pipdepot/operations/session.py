@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -21,8 +22,8 @@ from pipdepot.server.metrics import Metrics
 from pipdepot.server.mirror import Mirror
 from pipdepot.server.upstream import UpstreamClient
 from pipdepot.server.web import create_server
+from pipdepot.storage.access import ReadOnlyMirrorError, require_writable
 from pipdepot.storage.filesystem import FilesystemStore
-from pipdepot.storage.lock import ReadOnlyMirrorError, writer_lock
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from pipdepot.server.mirror import View
 
 __all__ = ["local_index", "open_mirror"]
+
+logger = logging.getLogger(__name__)
 
 
 def __dir__() -> list[str]:
@@ -54,22 +57,24 @@ async def open_mirror(  # noqa: PLR0913 (keyword-only settings of one mirror)
 ) -> AsyncIterator[Mirror]:
     """The mirror at ``mirror_dir``, online when given ``upstreams``.
 
-    A ``writer`` holds the directory's lock for ``purpose``; a reader must change nothing
-    (offline, and ``view`` shapes what its pages list). With ``read_only_ok`` (an offline
+    A ``writer`` (``purpose`` names it) works beside any others on the same mirror; a reader
+    must change nothing (offline, and ``view`` shapes what its pages list). With ``read_only_ok`` (an offline
     server), a directory that cannot be written at all is opened as a reader: read-only media
     and read-only bind mounts are how an air-gapped machine gets its mirror.
 
-    :raises ConfigError: the directory is unusable, or (writer) another process writes to it.
+    :raises ConfigError: the directory is unusable (for a writer: cannot be written).
     """
     async with contextlib.AsyncExitStack() as stack:
         if writer:
             try:
-                stack.enter_context(writer_lock(mirror_dir, purpose))
+                require_writable(mirror_dir)
+                logger.debug("%s writes to %s (beside any other writers)", purpose, mirror_dir)
             except ReadOnlyMirrorError:
                 if not read_only_ok or upstreams:
                     raise
                 writer = False
         store = _open_store(mirror_dir, writer=writer)
+        stack.push_async_callback(store.close)
         client = None
         if upstreams:
             connector = aiohttp.TCPConnector(limit=64, limit_per_host=32, ttl_dns_cache=300)

@@ -69,7 +69,7 @@ async def export_mirror(mirror_dir: Path, out: Path, *, only: set[str] | None = 
     async with open_mirror(mirror_dir, purpose="pipdepot export", writer=False) as mirror:
         manifest: dict[str, Any] = {"format": FORMAT, "projects": {}}
         members: list[tuple[str, Path, str | None]] = []
-        for listed in mirror.local_projects():
+        for listed in await mirror.local_projects():
             name = normalize_project(listed)
             state = await mirror.state(name) if name is not None else None
             if state is None:

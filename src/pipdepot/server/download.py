@@ -11,21 +11,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipdepot.storage.store import COMMIT_MARKER, IntegrityError
+from pipdepot.storage.store import COMMIT_MARKER, AlreadyExists, IntegrityError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
-    from typing import BinaryIO
+    from typing import Any, BinaryIO
 
     from pipdepot.server.upstream import UpstreamClient
     from pipdepot.storage.store import Store, StoredFile, StoreKey
 
 __all__ = ["Download"]
+
+logger = logging.getLogger(__name__)
 
 #: Bytes a follower may not have until the file is verified.
 HOLDBACK = 64 * 1024
@@ -39,10 +43,19 @@ def __dir__() -> list[str]:
 class Download:
     """Fetch ``url`` into the store at ``key``, verifying ``size`` and ``sha256`` when known."""
 
-    def __init__(
-        self, url: str, key: StoreKey, store: Store, *, size: int | None, sha256: str | None
+    def __init__(  # noqa: PLR0913 (what is fetched, where it goes, and what it must be)
+        self,
+        url: str,
+        key: StoreKey,
+        store: Store,
+        *,
+        size: int | None,
+        sha256: str | None,
+        entry: dict[str, Any] | None = None,
     ) -> None:
         self.url = url
+        #: Upstream's entry for the file, written into the commit marker so a killed writer's file is kept.
+        self.entry = entry
         self.key = key
         self.size = size
         self.sha256 = sha256
@@ -80,7 +93,7 @@ class Download:
             self.digest = digest.hexdigest()
             self._check(final=True)
             marker = self._mark(store)
-            self.stored = await store.put(self.key, self._spool)
+            self.stored = await self._commit(store)
             await on_stored(self.stored, self.digest)
             marker.unlink()  # recorded: the file is the mirror's
         except BaseException as exc:
@@ -93,15 +106,29 @@ class Download:
             self._notify()
         return self.stored
 
+    async def _commit(self, store: Store) -> StoredFile:
+        """Move the verified spool to its key, create-only: another writer's copy, if first, is kept.
+
+        That copy was verified against the same upstream entry by the writer that committed it.
+        """
+        try:
+            return await store.put(self.key, self._spool, create=True)
+        except AlreadyExists:
+            existing = await store.stat(self.key)
+            if existing is None or existing.size != self.written:
+                raise IntegrityError(f"{self.key}: another writer's copy differs from upstream's") from None
+            logger.info("%s: committed by another writer first; using that copy", self.key)
+            return existing
+
     def _mark(self, store: Store) -> Path:
-        """A commit marker naming the key, left behind if the process dies before the record is written.
+        """A commit marker naming the key and its entry, left behind if the process dies before the record.
 
         Between the move into the tree and the record, a SIGKILL would leave a file no record
-        names (seen: 3 in 16 kills); the next writer removes such a file (``Mirror.recover``).
+        names (seen: 3 in 16 kills); the next writer records such a file (``Mirror.recover``).
         """
         fd, name = tempfile.mkstemp(dir=store.spool_directory(), prefix=COMMIT_MARKER)
         with os.fdopen(fd, "w") as marker:
-            marker.write(self.key)
+            json.dump({"key": self.key, "entry": self.entry, "sha256": self.digest}, marker)
         return Path(name)
 
     def _check(self, *, final: bool) -> None:

@@ -8,8 +8,11 @@ Policy lives here; I/O goes through :class:`Store` and :class:`UpstreamClient`.
   present locally ("stale"); offline, the same without asking.
 - A file not yet cached is downloaded once and streamed to every client.
 - After each new file, ``<project>/index.html`` (relative links, local files
-  only) and the root ``index.html`` are rewritten, so the directory is always a
-  static PEP 503 tree.
+  only) is rewritten, and the root ``index.html`` when a project enters or leaves
+  the tree (:mod:`tree`), so the directory is always a static PEP 503 tree.
+- Any number of processes write one mirror at once: files are committed
+  create-only, records by compare-and-swap (:mod:`records`), and what another
+  process committed is seen within a second.
 """
 
 from __future__ import annotations
@@ -58,10 +61,12 @@ from pipdepot.server.pages import (
     render_project_json,
     render_root_html,
     render_root_json,
-    render_tree_html,
 )
+from pipdepot.server.records import Records
+from pipdepot.server.tree import Tree
 from pipdepot.server.upstream import NotFound, NotModified, Partial
-from pipdepot.storage.store import COMMIT_MARKER, STATE_DIR, IntegrityError, StoreKey
+from pipdepot.storage.digests import file_sha256
+from pipdepot.storage.store import COMMIT_MARKER, STATE_DIR, AlreadyExists, IntegrityError, StoreKey
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -83,8 +88,6 @@ CacheStatus = Literal["hit", "miss", "stale", "offline"]
 #: A state as an offline mirror shows it, and whether its page lists only ``local`` files.
 View: TypeAlias = Callable[[ProjectState], tuple[ProjectState, bool]]
 _STATES = f"{STATE_DIR}/projects"
-_LOCALS = f"{STATE_DIR}/local"
-_SUMMARY = StoreKey(f"{STATE_DIR}/summary.json")
 _BACKOFF = 15.0
 _RENDERED_BYTES = 16 * 1024 * 1024
 #: Larger ranges fetch (and keep) the whole file: a client reading that much will want the rest.
@@ -95,8 +98,6 @@ _STATE_FILES = 3_000
 #: Bytes read, in turn, to find a stored page's first line (its head: a few KiB, more with thousands
 #: of versions); a longer one is parsed with the page.
 _PAGE_HEAD_READS = (16 * 1024, 256 * 1024)
-#: Local records kept in memory (a few entries each).
-_RECORDS = 4096
 
 
 def __dir__() -> list[str]:
@@ -165,8 +166,10 @@ class Mirror:
         #: Offline only: what the pages show, in place of the local files (``check``'s verified views).
         self.view = view
         self._states: OrderedDict[NormalizedName, ProjectState] = OrderedDict()
-        #: States read from the local record alone (local files only), for offline pages and file hits.
-        self._records: OrderedDict[NormalizedName, ProjectState] = OrderedDict()
+        #: The local records (local files only), for offline pages and file hits; shared with other writers.
+        self.records = Records(store)
+        self.tree = Tree(store, self.records, metrics)
+        self._census: asyncio.Task[None] | None = None
         #: Generation and fetch time of every project seen, to answer a fresh rendered page without its state.
         self._heads: dict[NormalizedName, tuple[int, float]] = {}
         self._refreshes: dict[NormalizedName, asyncio.Task[ProjectState | None]] = {}
@@ -174,8 +177,6 @@ class Mirror:
         self._locks: dict[NormalizedName, asyncio.Lock] = {}
         self._rendered: OrderedDict[tuple[str, int, bool, str], RenderedPage] = OrderedDict()
         self._rendered_bytes = 0
-        self._local_projects: dict[str, int] = {}
-        self._summary_lock = asyncio.Lock()
         self._loading = asyncio.Lock()
         #: One page parsed (or rendered from its stored lines) at a time: a burst of pages waits on disk.
         self._digesting = asyncio.Lock()
@@ -192,45 +193,62 @@ class Mirror:
         return self.client is None
 
     async def start(self) -> None:
-        """Learn which projects have local files, from the summary kept beside the tree.
+        """Count what the tree holds, in the background: start-up reads nothing that grows with the mirror."""
+        self._census = asyncio.create_task(self.tree.census(max_age=0))
 
-        Only that one small file is read, so start-up does not grow with the mirror.
-        """
-        data = await self.store.read(_SUMMARY)
-        try:
-            counts = json.loads(data) if data is not None else {}
-        except ValueError:
-            logger.warning("ignoring unreadable %s", _SUMMARY)
-            counts = {}
-        self._local_projects = {str(k): int(v) for k, v in counts.items()}
-        self.metrics.cached_projects = len(self._local_projects)
-        self.metrics.cached_files = sum(self._local_projects.values())
+    async def census(self) -> None:
+        """Bring the metrics' counts up to date (the first count, then at most once a minute)."""
+        if self._census is not None:
+            await asyncio.shield(self._census)
+        await self.tree.census()
 
     async def recover(self) -> None:
-        """Remove files a killed writer moved into the tree but never recorded (their commit markers).
+        """Settle what killed writers left between moving a file into the tree and recording it.
 
-        Only a writer calls this, before serving: the markers are few (one per download cut
-        between its move and its record), so start-up still reads no more than the summary.
+        Their commit markers (adopted by this process's spool) name the file and its entry: a
+        file that is there with the announced sha256 is recorded now, so nothing verified is lost;
+        anything else is removed. A marker from before markers named entries: removed if unrecorded.
         """
         for marker in sorted(self.store.spool_directory().glob(f"{COMMIT_MARKER}*")):
-            key = StoreKey(marker.read_text(encoding="utf-8", errors="replace"))
-            name = project_of_path(key)
-            record = await self._load_local(name) if name is not None else None
-            if record is None or key.rsplit("/", 1)[-1] not in record.local:
-                with contextlib.suppress(ValueError):  # not a key: nothing to remove
-                    await self.store.delete(StoreKey(key + ".metadata"))
-                    await self.store.delete(key)
-                    logger.warning("removed %s: moved into the tree, then killed before it was recorded", key)
+            text = marker.read_text(encoding="utf-8", errors="replace")
+            try:
+                await self._settle(text)
+            except (ValueError, KeyError, TypeError, OSError) as exc:
+                logger.warning("commit marker %s not settled: %s", marker.name, exc)
             marker.unlink()
+
+    async def _settle(self, text: str) -> None:
+        described = json.loads(text) if text.startswith("{") else {"key": text}
+        key = StoreKey(described["key"])
+        name = project_of_path(key)
+        record = await self.records.get(name, recheck=True) if name is not None else None
+        filename = key.rsplit("/", 1)[-1]
+        if record is not None and filename in record.local:
+            return
+        path = self.store.local_path(key)
+        entry, sha256 = described.get("entry"), described.get("sha256")
+        if name is not None and isinstance(entry, dict) and sha256 and path is not None and path.is_file():
+            digest, size = await asyncio.to_thread(file_sha256, path)
+            if digest == sha256:
+                await self._record_download(name, entry, size, sha256)
+                logger.warning("recorded %s: moved into the tree, then its writer was killed", key)
+                return
+        with contextlib.suppress(ValueError):  # not a key: nothing to remove
+            await self.store.delete(StoreKey(key + ".metadata"))
+            await self.store.delete(key)
+            logger.warning("removed %s: moved into the tree, then killed before it was recorded", key)
 
     async def aclose(self) -> None:
         """Wait for downloads in flight, so files are committed before the process ends."""
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=30)
+        await self.tree.flush()
+        if self._census is not None and not self._census.done():
+            self._census.cancel()
 
-    def local_projects(self) -> list[str]:
+    async def local_projects(self) -> tuple[str, ...]:
         """The projects with files in the store, sorted."""
-        return sorted(self._local_projects)
+        return await self.tree.projects(max_age=0)
 
     async def state(self, name: NormalizedName) -> ProjectState | None:
         """What is known of ``name``, without asking upstream."""
@@ -250,6 +268,7 @@ class Mirror:
 
         :raises UpstreamError: no upstream answered and nothing is cached.
         """
+        await self._revalidate(name)
         head = self._heads.get(name)
         if head is not None and not self.offline and self._is_fresh(head[1]):
             key = (name, head[0], False, fmt)
@@ -400,12 +419,12 @@ class Mirror:
             self._rendered_bytes -= old.size
         return page
 
-    def root_page(self, fmt: Format, encoding: Encoding | None) -> RenderedPage:
+    async def root_page(self, fmt: Format, encoding: Encoding | None) -> RenderedPage:
         """The root page (projects with local files: a proxy does not list all of upstream)."""
-        key = ("", len(self._local_projects), False, fmt)
+        names = await self.tree.projects()
+        key = ("", hash(names), False, fmt)
         page = self._rendered.get(key)
         if page is None:
-            names = sorted(self._local_projects)
             body = render_root_json(names) if fmt == "json" else render_root_html(names)
             page = self._keep(key, RenderedPage.of([body], CONTENT_TYPES[fmt], encoding))
         return page
@@ -467,19 +486,21 @@ class Mirror:
             raise UpstreamError(f"failed less than {_BACKOFF:.0f} s ago: {cause}")
 
     async def _adopt(self, name: NormalizedName, new: ProjectState) -> ProjectState:
-        """Take a fresh upstream page, keeping what is local."""
+        """Take a fresh upstream page, keeping what is local (the record's, committed anew)."""
         async with self._lock(name):
+            await self._save_page(new)  # first: a record never names files the page on disk lacks
+
+            def renew(record: ProjectState) -> None:
+                record.extra = dict(new.extra)
+
             # not `old`: files may have landed while upstream answered; the record knows them all
-            current = await self._load_local(name)
-            if current is not None:
-                new.local = current.local
-                new.generation = current.generation + 1
-                new.added = current.added
-                new.merge_added()
+            record = await self.records.update(name, renew)
+            assert record is not None  # noqa: S101 (a change was made)
+            new.local, new.generation, new.added = dict(record.local), record.generation, list(record.added)
+            new.merge_added()
             self._remember(new)
-            await self._save(new)
             if new.local:
-                await self._write_tree(new)
+                await self.tree.write_project(name)
         return new
 
     # -- files --------------------------------------------------------------
@@ -493,8 +514,12 @@ class Mirror:
         name = project_of_path(path)
         if name is None:
             return None
+        await self._revalidate(name)
         record = await self._load_local(name)  # a cached file: the local record knows it
         entry = record.file_by_path(path) if record is not None else None
+        if entry is None:  # perhaps committed by another process just now
+            record = await self.records.get(name, recheck=True)
+            entry = record.file_by_path(path) if record is not None else None
         if entry is None and not (self.offline and self.view is None):  # only local files offline
             entry = await self._page_entry(name, path, record)
         if entry is None and not self.offline:
@@ -528,10 +553,13 @@ class Mirror:
         return entry
 
     async def local_file(self, name: NormalizedName, entry: FileEntry) -> FileHit | None:
-        """The file from the store, when it is there."""
+        """The file from the store, when it is there (committed by this process or another)."""
         state = await self._load_local(name)
         if state is None or entry["filename"] not in state.local:
-            return None
+            state = await self.records.get(name, recheck=True)
+            if state is None or entry["filename"] not in state.local:
+                return None
+            self._drop(name)  # the parsed page in memory predates that file
         key = _key_of(entry)
         stored = await self.store.stat(key)
         path = self.store.local_path(key)
@@ -554,6 +582,7 @@ class Mirror:
             self.store,
             size=size if isinstance(size, int) else None,
             sha256=(entry.get("hashes") or {}).get("sha256"),
+            entry=dict(entry),
         )
         self._downloads[key] = download
         task: asyncio.Task[object] = asyncio.create_task(self._run_download(name, entry, download))
@@ -586,19 +615,10 @@ class Mirror:
         """
         key = StoreKey(f"packages/+local/{dist.name}/{dist.filename}")
         async with self._lock(dist.name):
-            state = await self._load(dist.name) or ProjectState(dist.name, "", [])
-            known = next((e for e in state.added if e["filename"] == dist.filename), None)
-            if known is not None:
-                if known["hashes"]["sha256"] == dist.sha256 and dist.filename in state.local:
-                    return False
-                if known["hashes"]["sha256"] != dist.sha256:
-                    raise IntegrityError(
-                        f"{dist.filename} is already in the mirror with other content "
-                        f"(sha256 {known['hashes']['sha256'][:12]}..., this one {dist.sha256[:12]}...)"
-                    )
-            await self.store.put(
-                key, await asyncio.to_thread(self._spooled_copy, dist.path), sha256=dist.sha256
-            )
+            record = await self.records.get(dist.name, recheck=True)
+            if record is not None and _same_added(record, dist.filename, dist.sha256):
+                return False
+            await self._put_verified(key, await asyncio.to_thread(self._spooled_copy, dist.path), dist.sha256)
             entry: FileEntry = {
                 "filename": dist.filename,
                 "url": f"{ADDED_SCHEME}/{key}",
@@ -611,14 +631,47 @@ class Mirror:
             if dist.metadata is not None:
                 await self.store.put(StoreKey(key + ".metadata"), dist.metadata)
                 entry["core-metadata"] = {"sha256": hashlib.sha256(dist.metadata).hexdigest()}
-            state.added = [e for e in state.added if e["filename"] != dist.filename] + [entry]
-            state.merge_added()
-            state.local[dist.filename] = LocalFile(dist.sha256, dist.size)
-            state.generation += 1
-            self._remember(state)
-            await self._save(state)
-            await self._write_tree(state)
+
+            def list_added(state: ProjectState) -> bool:
+                if _same_added(state, dist.filename, dist.sha256):
+                    return False
+                state.added = [e for e in state.added if e["filename"] != dist.filename] + [entry]
+                state.merge_added()
+                state.local[dist.filename] = LocalFile(dist.sha256, dist.size)
+                return True
+
+            await self.records.update(dist.name, list_added)
+            self._drop(dist.name)
+            self.tree.counted(1)
+            await self.tree.write_project(dist.name)
         return True
+
+    async def _put_verified(self, key: StoreKey, source: Path, sha256: str) -> None:
+        """Commit ``source`` at ``key`` create-only; a file already there must have the same sha256.
+
+        :raises IntegrityError: the key holds other content (or ``source`` is not ``sha256``).
+        """
+        try:
+            await self.store.put(key, source, sha256=sha256, create=True)
+        except AlreadyExists:
+            path = self.store.local_path(key)
+            digest = (await asyncio.to_thread(file_sha256, path))[0] if path is not None else None
+            if digest is None:
+                digest = await self._digest(key)
+            if digest != sha256:
+                raise IntegrityError(
+                    f"{key.rsplit('/', 1)[-1]} is already in the mirror with other content "
+                    f"(sha256 {digest[:12] if digest else '?'}..., this one {sha256[:12]}...)"
+                ) from None
+
+    async def _digest(self, key: StoreKey) -> str | None:
+        digest = hashlib.sha256()
+        try:
+            async for chunk in self.store.stream(key):
+                digest.update(chunk)
+        except FileNotFoundError:
+            return None
+        return digest.hexdigest()
 
     async def import_file(self, item: ImportedFile) -> None:
         """Move a verified file (``staged``, in the spool) into the store and list it.
@@ -626,29 +679,44 @@ class Mirror:
         The entry joins the project's page if the page lacks it; a project the mirror has
         never seen starts from the exporter's record, due for a refresh when online.
 
-        :raises IntegrityError: ``staged`` does not hash to ``local.sha256``.
+        :raises IntegrityError: ``staged`` does not hash to ``local.sha256``, or the mirror has
+            another file of that name.
         """
         name, entry, local, origin = item.name, item.entry, item.local, item.origin
         key = _key_of(entry)
         async with self._lock(name):
-            state = await self._load(name) or ProjectState(
-                name, origin.upstream, [], extra=dict(origin.extra)
-            )
-            await self.store.put(key, item.staged, sha256=local.sha256)
+            await self._put_verified(key, item.staged, local.sha256)
             if item.metadata is not None:
                 await self.store.put(StoreKey(key + ".metadata"), item.metadata)
-            names = {e["filename"] for e in state.files}
-            if origin.added:
-                state.added = [e for e in state.added if e["filename"] != entry["filename"]] + [entry]
-                state.merge_added()
-            elif entry["filename"] not in names:
-                state.files.append(entry)
+            if not origin.added:
+                await self._page_lists(name, entry, origin)
+
+            def list_imported(state: ProjectState) -> None:
+                if origin.added:
+                    state.added = [e for e in state.added if e["filename"] != entry["filename"]] + [entry]
+                elif all(e["filename"] != entry["filename"] for e in state.files):
+                    state.files.append(entry)
                 state.merge_added()  # also forgets the cached paths, which lack the new file
-            state.local[entry["filename"]] = local
-            state.generation += 1
-            self._remember(state)
-            await self._save(state)
-            await self._write_tree(state)
+                state.local[entry["filename"]] = local
+
+            def start() -> ProjectState:
+                return ProjectState(name, origin.upstream, [], extra=dict(origin.extra))
+
+            await self.records.update(name, list_imported, new=start)
+            self._drop(name)
+            self.tree.counted(1)
+            await self.tree.write_project(name)
+
+    async def _page_lists(self, name: NormalizedName, entry: FileEntry, origin: Origin) -> None:
+        """Make upstream's stored page list ``entry`` (a page started from the exporter's, if none)."""
+        state = await self._load(name)
+        if state is None or not state.upstream:
+            state = ProjectState(name, origin.upstream, [], extra=dict(origin.extra))
+        if any(e["filename"] == entry["filename"] for e in state.files):
+            return
+        state.files.append(entry)
+        state.merge_added()
+        await self._save_page(state)
 
     def _spooled_page(self, state: ProjectState) -> Path:
         """Upstream's page written to the spool line by line (its lock held: nothing changes it meanwhile)."""
@@ -670,14 +738,25 @@ class Mirror:
     async def forget(self, name: NormalizedName, filename: str) -> int:
         """Remove a local file (and its metadata file) from the store and the pages; its size, or 0."""
         async with self._lock(name):
-            state = await self._load(name)
-            local = state.local.pop(filename, None) if state is not None else None
-            if state is None or local is None:
+            removed: list[tuple[LocalFile, str]] = []
+
+            def unlist(state: ProjectState) -> bool:
+                local = state.local.pop(filename, None)
+                if local is None:
+                    return False
+                removed[:] = [(local, state.path_of(filename))]
+                return True
+
+            await self.records.update(
+                name, unlist
+            )  # first: a crash leaves a file not listed, never a listed file missing
+            if not removed:
                 return 0
-            key = StoreKey(state.path_of(filename).removeprefix("/"))
-            state.generation += 1
-            await self._save(state)  # first: a crash leaves a file not listed, never a listed file missing
-            await self._write_tree(state)
+            local, path = removed[0]
+            self._drop(name)
+            self.tree.counted(-1)
+            await self.tree.write_project(name)
+            key = StoreKey(path.removeprefix("/"))
             await self.store.delete(key)
             await self.store.delete(StoreKey(key + ".metadata"))
             self.downloaded.pop(filename, None)
@@ -708,10 +787,7 @@ class Mirror:
         started = time.monotonic()
 
         async def record(stored: StoredFile, sha256: str) -> None:
-            metadata_sha256 = None
-            if entry["filename"].endswith(".whl") and not entry.get("core-metadata"):
-                metadata_sha256 = await self._extract_and_store_metadata(entry)
-            await self._add_local(name, entry, LocalFile(sha256, stored.size, metadata_sha256))
+            await self._record_download(name, entry, stored.size, sha256)
             self.downloaded[entry["filename"]] = name
             elapsed = (time.monotonic() - started) * 1000
             logger.info("cached %s (%d bytes, %.0f ms)", download.key, stored.size, elapsed)
@@ -724,6 +800,13 @@ class Mirror:
         finally:
             self._downloads.pop(download.key, None)
             self.metrics.bytes_fetched += download.written
+
+    async def _record_download(self, name: NormalizedName, entry: FileEntry, size: int, sha256: str) -> None:
+        """Record a downloaded file that is in the store (its metadata extracted first, for a wheel)."""
+        metadata_sha256 = None
+        if entry["filename"].endswith(".whl") and not entry.get("core-metadata"):
+            metadata_sha256 = await self._extract_and_store_metadata(entry)
+        await self._add_local(name, entry, LocalFile(sha256, size, metadata_sha256))
 
     async def _extract_and_store_metadata(self, entry: FileEntry) -> str | None:
         """Store the wheel's METADATA as ``<file>.metadata`` (PEP 658) and return its sha256."""
@@ -775,20 +858,39 @@ class Mirror:
         Upstream's page (megabytes for a large project) is not parsed again for it,
         however many downloads finish at once.
         """
+        filename = entry["filename"]
+
+        def list_local(state: ProjectState) -> bool:
+            if state.local.get(filename) == local:
+                return False  # another writer recorded it
+            if all(e["filename"] != filename for e in state.files):
+                state.files.append(entry)  # a record without the page lists local entries only
+                state.merge_added()
+            state.local[filename] = local
+            return True
+
         async with self._lock(name):
-            async with self._loading:  # no load of this project interleaves: memory and disk agree
-                state = self._states.get(name) or await self._read(name, page=False)
-                if state is None:
-                    raise UnusablePage(f"no state for {name}")
-                if all(e["filename"] != entry["filename"] for e in state.files):
-                    state.files.append(entry)  # a record without the page lists local entries only
-                    state.merge_added()
-                state.local[entry["filename"]] = local
-                state.generation += 1
-                if listed_entry(entry, local) == entry:  # upstream's whole page reads the same as before
-                    self._carry_rendered(name, state.generation - 1, state.generation)
-                await self._save(state, page=False)
-            await self._write_tree(state)
+            record = await self.records.update(name, list_local)
+            if record is None:
+                raise UnusablePage(f"no state for {name}")
+            full = self._states.get(name)
+            if full is not None and full.local.get(filename) != local:  # the parsed page, kept in step
+                old = full.generation
+                if all(e["filename"] != filename for e in full.files):
+                    full.files.append(entry)
+                    full.merge_added()
+                full.local, full.added, full.generation = (
+                    dict(record.local),
+                    list(record.added),
+                    record.generation,
+                )
+                if listed_entry(entry, local) == entry and old + 1 == record.generation:
+                    self._carry_rendered(name, old, record.generation)  # upstream's whole page reads the same
+            head = self._heads.get(name)
+            if head is not None:
+                self._heads[name] = (record.generation, head[1])
+            self.tree.counted(1)
+        await self.tree.write_project(name)
 
     def _carry_rendered(self, name: NormalizedName, old: int, new: int) -> None:
         """Keep the rendered forms of upstream's whole page for generation ``new``.
@@ -802,24 +904,15 @@ class Mirror:
             if page is not None:
                 self._rendered[(name, new, False, fmt)] = page
 
-    async def _write_tree(self, state: ProjectState) -> None:
-        known = self._local_projects.get(state.name)
-        if state.local:
-            files = page_files(state, local_only=True)
-            await self.store.put(StoreKey(f"{state.name}/index.html"), render_tree_html(state, files))
-            self._local_projects[state.name] = len(state.local)
-        else:  # its last file went: the project leaves the tree
-            await self.store.delete(StoreKey(f"{state.name}/index.html"))
-            self._local_projects.pop(state.name, None)
-        self.metrics.cached_projects = len(self._local_projects)
-        self.metrics.cached_files = sum(self._local_projects.values())
-        if known == self._local_projects.get(state.name):
-            return
-        async with self._summary_lock:  # one writer, so the last file written holds every update
-            summary = json.dumps(self._local_projects, sort_keys=True).encode()
-            await self.store.put(_SUMMARY, summary)
-            if known is None or state.name not in self._local_projects:
-                await self.store.put(StoreKey("index.html"), render_root_html(sorted(self._local_projects)))
+    async def _revalidate(self, name: NormalizedName) -> None:
+        """Forget what memory holds of ``name`` if another process changed its record (asked each second)."""
+        if await self.records.changed(name):
+            self._drop(name)
+
+    def _drop(self, name: NormalizedName) -> None:
+        """Read ``name`` from the store again at the next question (its rendered pages go by generation)."""
+        self._states.pop(name, None)
+        self._heads.pop(name, None)
 
     async def _load(self, name: NormalizedName) -> ProjectState | None:
         state = self._states.get(name)
@@ -830,7 +923,7 @@ class Mirror:
             state = self._states.get(name)
             if state is not None:
                 return state
-            state = await self._read(name, page=True)
+            state = await self._read(name)
             if state is not None:
                 self._remember(state)
             return state
@@ -841,24 +934,16 @@ class Mirror:
         A record is a few entries where upstream's page can be thousands (pydantic-core: 6 MB of
         JSON, 75 ms to parse): offline pages, file lookups and hits never need the page.
         """
-        state = self._states.get(name) or self._records.get(name)
+        state = self._states.get(name)
         if state is not None:
             return state
-        async with self._loading:
-            state = self._states.get(name) or self._records.get(name) or await self._read(name, page=False)
-        if state is not None and name not in self._states:
-            self._records[name] = state
-            while len(self._records) > _RECORDS:
-                self._records.popitem(last=False)
-        return state
+        return await self.records.get(name)
 
-    async def _read(self, name: NormalizedName, *, page: bool) -> ProjectState | None:
-        """The stored state; with ``page=False``, from the local record alone when there is one.
-
-        A state read without its page is never remembered: it lists local files only.
-        """
-        local = await self.store.read(StoreKey(f"{_LOCALS}/{name}.json"))
-        data = await self.store.read(StoreKey(f"{_STATES}/{name}.json")) if page or local is None else None
+    async def _read(self, name: NormalizedName) -> ProjectState | None:
+        """The stored state: upstream's page with the local record (either may be missing)."""
+        record = await self.records.get(name, recheck=True)
+        local = record.local_json() if record is not None else None
+        data = await self.store.read(StoreKey(f"{_STATES}/{name}.json"))
         if data is None and local is None:
             return None
         try:
@@ -876,25 +961,29 @@ class Mirror:
             held -= len(self._states.popitem(last=False)[1].files)
         self.metrics.parsed_entries_held = held
 
-    async def _save(self, state: ProjectState, *, page: bool = True) -> None:
-        """Write the local record, and (``page``) upstream's page first.
-
-        The record is written last, so it never names files the page on disk lacks.
-        """
-        self._records.pop(state.name, None)  # the next question reads the new record
-        head = self._heads.get(state.name)
-        if page or head is not None:  # a record alone does not know when upstream's page was fetched
-            self._heads[state.name] = (
-                state.generation,
-                state.fetched_at if page or head is None else head[1],
-            )
-        if page:
-            spooled = await asyncio.to_thread(self._spooled_page, state)
-            await self.store.put(StoreKey(f"{_STATES}/{state.name}.json"), spooled)
-        await self.store.put(StoreKey(f"{_LOCALS}/{state.name}.json"), state.local_json())
+    async def _save_page(self, state: ProjectState) -> None:
+        """Write upstream's page as stored (overwritten: of two writers, both fresh, either may win)."""
+        spooled = await asyncio.to_thread(self._spooled_page, state)
+        await self.store.put(StoreKey(f"{_STATES}/{state.name}.json"), spooled)
 
     def _lock(self, name: NormalizedName) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
+
+
+def _same_added(state: ProjectState, filename: str, sha256: str) -> bool:
+    """Whether ``filename`` is added and present with ``sha256``.
+
+    :raises IntegrityError: it is added with another sha256.
+    """
+    known = next((e for e in state.added if e["filename"] == filename), None)
+    if known is None:
+        return False
+    if known["hashes"]["sha256"] != sha256:
+        raise IntegrityError(
+            f"{filename} is already in the mirror with other content "
+            f"(sha256 {known['hashes']['sha256'][:12]}..., this one {sha256[:12]}...)"
+        )
+    return filename in state.local
 
 
 def _renderable(page: IO[bytes]) -> tuple[dict[str, Any], Iterator[FileEntry]] | None:

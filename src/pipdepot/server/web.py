@@ -271,22 +271,22 @@ class _Routes:
     async def dispatch(self, request: BaseRequest) -> web.StreamResponse:
         path = request.path
         if path in {"/", "/simple/"}:
-            return self.root(request)
+            return await self.root(request)
         if path == "/simple":
             return _redirect(request, "/simple/")
         if path.startswith("/+"):
-            return self.operations(path)
+            return await self.operations(path)
         if path.startswith("/packages/") and path != "/packages/":
             return await self.file(request, path)
         prefix = "/simple/" if path.startswith("/simple/") else "/"
         return await self.project(request, prefix, path[len(prefix) :])
 
-    def root(self, request: BaseRequest) -> web.StreamResponse:
+    async def root(self, request: BaseRequest) -> web.StreamResponse:
         fmt = negotiate(request.headers.get("Accept"), _format_param(request))
         if fmt is None:
             return _not_acceptable()
         encoding = choose_encoding(request.headers.get("Accept-Encoding", ""))
-        return self.page(request, self.mirror.root_page(fmt, encoding), encoding, "hit")
+        return self.page(request, await self.mirror.root_page(fmt, encoding), encoding, "hit")
 
     async def project(self, request: BaseRequest, prefix: str, rest: str) -> web.StreamResponse:
         typed = rest.removesuffix("/")
@@ -417,10 +417,12 @@ class _Routes:
         response.content_type = "application/octet-stream"
         return response
 
-    def operations(self, path: str) -> web.StreamResponse:
+    async def operations(self, path: str) -> web.StreamResponse:
         metrics = self.mirror.metrics
         if path == "/+health":
             return web.json_response({"status": "ok", "offline": self.mirror.offline})
+        if path in {"/+metrics", "/+status"}:
+            await self.mirror.census()
         if path == "/+metrics":
             return web.Response(text=metrics.prometheus(), content_type="text/plain", charset="utf-8")
         if path == "/+status":

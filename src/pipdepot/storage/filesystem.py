@@ -139,7 +139,8 @@ class FilesystemStore:
         finally:
             staged.unlink(missing_ok=True)
         info = target.stat()
-        return StoredFile(key, info.st_size, info.st_mtime)
+        version = _version(source) if isinstance(source, bytes) else None
+        return StoredFile(key, info.st_size, info.st_mtime, version)
 
     def _stage(self, source: Path | bytes) -> Path:
         if not isinstance(source, bytes):

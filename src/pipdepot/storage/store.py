@@ -67,6 +67,8 @@ class StoredFile:
     key: StoreKey
     size: int
     mtime: float
+    #: The version a compare-and-swap would need now, when the write knows it.
+    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

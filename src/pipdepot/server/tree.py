@@ -1,0 +1,150 @@
+"""The static PEP 503 tree: ``<project>/index.html`` from each committed record, and the root index.
+
+Both are derived from what is committed, never kept up to date by a read-modify-write of one
+shared object, so a write costs the same in a mirror of a hundred projects as in one of a
+hundred thousand:
+
+- A project's page is rendered from its record and written; then the record is read again,
+  and while it is newer than what was written, the page is written again from it. Of two writers
+  racing, the one that writes last has read the newest record, so the page converges on it.
+- The root index lists the project directories present. It changes only when a project
+  enters or leaves the tree; it is then rewritten once for a burst of such changes (after a
+  short delay), by listing the directories, writing, and listing again until the two agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from pipdepot.server.pages import page_files, render_root_html, render_tree_html
+from pipdepot.storage.store import StoreKey
+
+if TYPE_CHECKING:
+    from pipdepot.core.names import NormalizedName
+    from pipdepot.server.metrics import Metrics
+    from pipdepot.server.records import Records
+    from pipdepot.storage.store import Store
+
+__all__ = ["Tree"]
+
+logger = logging.getLogger(__name__)
+
+ROOT_INDEX = StoreKey("index.html")
+#: Top-level directories that are not projects.
+_NOT_PROJECTS = frozenset({"packages"})
+#: Rounds of write-and-check before a writer leaves convergence to the writers still changing it.
+_ROUNDS = 20
+#: The file count in the metrics is taken again at most this often (it walks ``packages/``).
+_CENSUS_AGE = 60.0
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class Tree:
+    """Writes the static tree; knows the projects in it (for the root page and ``ls``)."""
+
+    def __init__(self, store: Store, records: Records, metrics: Metrics, *, delay: float = 0.3) -> None:
+        self.store = store
+        self.records = records
+        self.metrics = metrics
+        self.delay = delay
+        self._projects: tuple[str, ...] = ()
+        self._listed_at = -1.0
+        self._root_task: asyncio.Task[None] | None = None
+        self._root_dirty = False
+        self._census_at = -1.0
+        self._census_lock = asyncio.Lock()
+
+    async def write_project(self, name: NormalizedName) -> None:
+        """Bring ``name``'s page in line with its committed record (its last file gone: the page goes)."""
+        written: object = None
+        for _ in range(_ROUNDS):
+            record = await self.records.get(name, recheck=True)
+            local = record is not None and bool(record.local)
+            marker = (record.generation, tuple(sorted(record.local))) if record is not None and local else ()
+            if marker == written:
+                return
+            key = StoreKey(f"{name}/index.html")
+            if record is not None and local:
+                await self.store.put(key, render_tree_html(record, page_files(record, local_only=True)))
+            else:
+                await self.store.delete(key)
+            written = marker
+            if local != (name in self._projects):
+                self._projects = tuple(
+                    sorted({*self._projects, name} if local else set(self._projects) - {name})
+                )
+                self.schedule_root()
+
+    # -- the root --------------------------------------------------------------
+
+    async def projects(self, *, max_age: float = 1.0) -> tuple[str, ...]:
+        """The projects in the tree (a directory listing, at most ``max_age`` seconds old)."""
+        if time.monotonic() - self._listed_at >= max_age:
+            self._projects = await self._list()
+        self.metrics.cached_projects = len(self._projects)
+        return self._projects
+
+    async def _list(self) -> tuple[str, ...]:
+        names = tuple(n for n in await self.store.children("") if n not in _NOT_PROJECTS)
+        self._listed_at = time.monotonic()
+        return names
+
+    def schedule_root(self) -> None:
+        """Rewrite the root index soon, once for a burst of projects entering or leaving."""
+        self._root_dirty = True
+        if self._root_task is None or self._root_task.done():
+            self._root_task = asyncio.create_task(self._rewrite_root_soon())
+
+    async def _rewrite_root_soon(self) -> None:
+        while self._root_dirty:
+            self._root_dirty = False
+            await asyncio.sleep(self.delay)
+            try:
+                await self.rewrite_root()
+            except OSError as exc:
+                logger.warning("root index not rewritten: %s", exc)
+
+    async def rewrite_root(self) -> None:
+        """List the projects, write the root index, and again until the listing no longer changes."""
+        written = None
+        for _ in range(_ROUNDS):
+            names = await self._list()
+            if names == written:
+                break
+            await self.store.put(ROOT_INDEX, render_root_html(names))
+            written = names
+        self._projects = names
+        self.metrics.cached_projects = len(names)
+
+    async def flush(self) -> None:
+        """Finish a pending root rewrite (before the process ends)."""
+        task = self._root_task
+        if task is not None and not task.done():
+            self.delay = 0.0
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- counts ------------------------------------------------------------------
+
+    async def census(self, *, max_age: float = _CENSUS_AGE) -> None:
+        """Count the projects and files for the metrics, unless counted in the last ``max_age`` seconds."""
+        async with self._census_lock:
+            if time.monotonic() - self._census_at < max_age:
+                return
+            await self.projects(max_age=0)
+            files = 0
+            async for key in self.store.list("packages/"):
+                files += not key.endswith(".metadata")
+            self.metrics.cached_files = files
+            self._census_at = time.monotonic()
+
+    def counted(self, files: int) -> None:
+        """The process added (or, negative, removed) ``files``: the count follows until the next census."""
+        self.metrics.cached_files = max(0, self.metrics.cached_files + files)
