@@ -44,6 +44,8 @@ PROCESS_DEADLINE = 120.0
 CLIENT_PROJECTS = ("client-app", "client-lib", "client-tool")
 SYNCED = tuple(f"synced-{index:02}" for index in range(24))
 EXPORTED = ("exported-one", "exported-two", "exported-three")
+#: In the export as well as in the requirements: ``import`` and ``sync`` race on these files.
+BOTH = SYNCED[:4]
 SLOW = tuple(f"slow-{index:02}" for index in range(20))
 RACED = ("race-app", *(f"race-lib-{index}" for index in range(4)))
 
@@ -138,21 +140,26 @@ def writer(tmp_path: Path, name: str, *argv: str) -> Writer:
     return Writer(name, list(argv), tmp_path / f"{name}.log", pipdepot_env(tmp_path))
 
 
+def finish(writers: list[Writer]) -> None:
+    """Wait for each writer; all must exit 0 (the output of each that did not)."""
+    codes = [each.wait() for each in writers]
+    failed = [
+        f"pipdepot {w.name} exited {code}:\n{w.output()}"
+        for w, code in zip(writers, codes, strict=True)
+        if code != 0
+    ]
+    assert failed == [], "\n".join(failed)
+
+
 def run_all(writers: list[Writer]) -> None:
-    """Start every writer at once, wait for each; all must exit 0 (each one's output if not)."""
+    """Start every writer at once and finish them all."""
     try:
         for each in writers:
             each.start()
-        codes = [each.wait() for each in writers]
+        finish(writers)
     finally:
         for each in writers:
             each.kill()
-    failed = [
-        f"pipdepot {w.name} exited {code}:\n{w.output()}" for w, code in zip(writers, codes, strict=True)
-    ]
-    assert [code for code in codes if code != 0] == [], "\n".join(
-        text for text, code in zip(failed, codes, strict=True) if code != 0
-    )
 
 
 @dataclass
@@ -225,8 +232,10 @@ def install(tool: str, index: str, target: Path, requirements: tuple[str, ...]) 
 # -- HTTP ----------------------------------------------------------------------------------
 
 
-def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
+def get(
+    url: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, dict(response.headers), response.read()
@@ -251,9 +260,13 @@ def served_as_hit(depot: Depot, project: str, filename: str, sha256: str) -> str
     files = listed_files(depot, project)
     if filename not in files:
         return f"{depot.url} does not list {filename} on {project}'s page: {sorted(files)}"
-    status, headers, body = get(files[filename][0])
+    url = files[filename][0]
+    status, headers, _ = get(url, method="HEAD")  # a miss answered from the page: nothing fetched
     if status != 200 or headers.get("X-Pipdepot-Cache") != "hit":
         return f"{filename} through {depot.url}: {status} {headers.get('X-Pipdepot-Cache')}"
+    status, headers, body = get(url)
+    if status != 200 or headers.get("X-Pipdepot-Cache") != "hit":
+        return f"{filename} through {depot.url}: {status} {headers.get('X-Pipdepot-Cache')} after a hit"
     if hashlib.sha256(body).hexdigest() != sha256:
         return f"{filename} through {depot.url} does not match its sha256"
     return None
@@ -266,6 +279,17 @@ def eventually(check: Callable[[], str | None], seconds: float = CONVERGE) -> No
         if time.monotonic() > deadline:
             pytest.fail(f"after {seconds} s: {problem}")
         time.sleep(0.05)
+
+
+def assert_hits(depot: Depot, upstream: FakeUpstream, projects: tuple[str, ...]) -> None:
+    """Each project's file listed and served from the mirror by ``depot`` within ``CONVERGE``."""
+    for name in projects:
+        dist = dist_of(upstream, name)
+        eventually(partial(served_as_hit, depot, name, dist.path.name, dist.sha256))
+
+
+def upstream_fetches(upstream: FakeUpstream, projects: tuple[str, ...]) -> dict[str, int]:
+    return {name: upstream.hits[dist_of(upstream, name).url_path] for name in projects}
 
 
 def dist_of(upstream: FakeUpstream, project: str) -> Dist:
@@ -292,57 +316,70 @@ def requirements_file(tmp_path: Path, name: str, projects: tuple[str, ...]) -> P
 def test_sync_add_and_import_while_serve_runs_and_clients_install(
     tmp_path: Path, upstream: FakeUpstream, private_wheel: Path
 ) -> None:
+    """The README's order, serve then fill, with builds installing through serve all along.
+
+    Each writer's files are listed and sent as hits by the running serve within ``CONVERGE``
+    of that writer's exit, with no new upstream fetch; the audit finds every record whole.
+    """
     mirror = tmp_path / "mirror"
     other = tmp_path / "other-mirror"
     archive = tmp_path / "exported.tar"
     prepare = [
         writer(tmp_path, "sync-other", "sync", "--mirror", str(other), "--upstream", upstream.url, "-r",
-               str(requirements_file(tmp_path, "exported.txt", EXPORTED))),
+               str(requirements_file(tmp_path, "exported.txt", (*EXPORTED, *BOTH)))),
     ]  # fmt: skip
     run_all(prepare)
     run_all([writer(tmp_path, "export", "export", str(archive), "--mirror", str(other))])
-    exported_hits = {name: upstream.hits[dist_of(upstream, name).url_path] for name in EXPORTED}
 
+    expected = len(SYNCED) + len(EXPORTED) + 1 + len(CLIENT_PROJECTS)  # 1: the private wheel
     depot = Depot(mirror, tmp_path / "serve.log", ("--upstream", upstream.url, "--ttl", "0"))
     clients = Installs(tmp_path / "clients", [depot.index])
+    # client-app too: sync writes the records of a project serve is busy with
+    requirements = requirements_file(tmp_path, "requirements.txt", (*SYNCED, "client-app"))
+    sync = writer(tmp_path, "sync", "sync", "--mirror", str(mirror), "--upstream", upstream.url,
+                  "-r", str(requirements))  # fmt: skip
+    add = writer(tmp_path, "add", "add", "--mirror", str(mirror), str(private_wheel))
+    imported = writer(tmp_path, "import", "import", "--mirror", str(mirror), str(archive))
+    writers = [sync, add, imported]
     try:
         depot.start()
         clients.start()
-        requirements = requirements_file(tmp_path, "requirements.txt", SYNCED)
-        run_all(
-            [
-                writer(tmp_path, "sync", "sync", "--mirror", str(mirror), "--upstream", upstream.url,
-                       "-r", str(requirements)),
-                writer(tmp_path, "add", "add", "--mirror", str(mirror), str(private_wheel)),
-                writer(tmp_path, "import", "import", "--mirror", str(mirror), str(archive)),
-            ]
-        )  # fmt: skip
-        synced_hits = {name: upstream.hits[dist_of(upstream, name).url_path] for name in SYNCED}
-        assert all(count >= 1 for count in synced_hits.values())  # sync fetched them, not serve
-
+        for each in writers:
+            each.start()
+        finish([add, imported])
+        # serve lists and serves what add and import wrote, while sync may still be writing
+        exported = upstream_fetches(upstream, EXPORTED)
         sha256 = hashlib.sha256(private_wheel.read_bytes()).hexdigest()
         eventually(lambda: served_as_hit(depot, "private-tool", private_wheel.name, sha256))
-        for name in (*SYNCED, *EXPORTED):
-            dist = dist_of(upstream, name)
-            eventually(partial(served_as_hit, depot, name, dist.path.name, dist.sha256))
-        # sync's and import's files came from the mirror: upstream was not asked for them again.
-        assert {name: upstream.hits[dist_of(upstream, name).url_path] for name in SYNCED} == synced_hits
-        assert {name: upstream.hits[dist_of(upstream, name).url_path] for name in EXPORTED} == exported_hits
+        assert_hits(depot, upstream, EXPORTED)
+        finish([sync])
+        synced = upstream_fetches(upstream, SYNCED)
+        assert all(count >= 1 for count in synced.values())  # the syncs fetched them, not serve
+        assert_hits(depot, upstream, SYNCED)
+        # what sync and import wrote came from the mirror: upstream was not asked for it again
+        assert upstream_fetches(upstream, EXPORTED) == exported
+        assert upstream_fetches(upstream, SYNCED) == synced
 
         clients.wait_for(clients.done + 1)  # still installing after every writer ended
         clients.stop()
         assert clients.failures == []
-        expected = len(SYNCED) + len(EXPORTED) + 1 + len(CLIENT_PROJECTS)
         assert_clean(mirror, expected)  # serve idle: nothing of its own in flight
     finally:
+        for each in writers:
+            each.kill()
         clients.stop()
         depot.stop()
     assert_clean(mirror, expected)
 
 
 def test_two_serve_on_one_directory(tmp_path: Path, upstream: FakeUpstream) -> None:
+    """A second node on the same directory: what one cached, the other sends as a hit.
+
+    Without a shared lease each process may fetch a file once (so twice at most); either way
+    the racing installs succeed and every file is whole and recorded once.
+    """
     mirror = tmp_path / "mirror"
-    upstream.file_delay = 0.02  # downloads last a little: the concurrent installs overlap
+    upstream.file_delay = 0.1  # 0.4 s a race-lib file: the concurrent installs overlap
     one = Depot(mirror, tmp_path / "serve-one.log", ("--upstream", upstream.url))
     two = Depot(mirror, tmp_path / "serve-two.log", ("--upstream", upstream.url))
     try:
@@ -356,7 +393,8 @@ def test_two_serve_on_one_directory(tmp_path: Path, upstream: FakeUpstream) -> N
         assert (status, headers["X-Pipdepot-Cache"]) == (200, "miss")
         assert hashlib.sha256(body).hexdigest() == first.sha256
         eventually(lambda: None if audit_mirror(mirror).files == 1 else "first not yet recorded")
-        assert served_as_hit(two, "first", first.path.name, first.sha256) is None
+        problem = served_as_hit(two, "first", first.path.name, first.sha256)
+        assert problem is None, problem
         assert upstream.hits[first.url_path] == 1
 
         failures: list[str] = []
@@ -377,12 +415,10 @@ def test_two_serve_on_one_directory(tmp_path: Path, upstream: FakeUpstream) -> N
             thread.join(PROCESS_DEADLINE + 10)
         assert not any(thread.is_alive() for thread in threads)
         assert failures == []
-        fetched = {name: upstream.hits[dist_of(upstream, name).url_path] for name in RACED}
+        fetched = upstream_fetches(upstream, RACED)
         assert all(1 <= count <= 2 for count in fetched.values()), fetched  # at most once per server
-        for name in RACED:
-            dist = dist_of(upstream, name)
-            for depot in (one, two):
-                assert served_as_hit(depot, name, dist.path.name, dist.sha256) is None
+        for depot in (one, two):
+            assert_hits(depot, upstream, RACED)
         assert_clean(mirror, 1 + len(RACED))
     finally:
         two.stop()
@@ -391,6 +427,7 @@ def test_two_serve_on_one_directory(tmp_path: Path, upstream: FakeUpstream) -> N
 
 
 def test_a_sync_killed_mid_way_while_serve_runs(tmp_path: Path, upstream: FakeUpstream) -> None:
+    """A writer dying never wedges the others: the next writer adopts and settles what it left."""
     mirror = tmp_path / "mirror"
     depot = Depot(mirror, tmp_path / "serve.log", ("--upstream", upstream.url, "--ttl", "0"))
     clients = Installs(tmp_path / "clients", [depot.index])
@@ -420,9 +457,7 @@ def test_a_sync_killed_mid_way_while_serve_runs(tmp_path: Path, upstream: FakeUp
         assert get(f"{depot.url}/+health")[0] == 200
 
         run_all([writer(tmp_path, "sync-again", *argv)])
-        for name in SLOW:
-            dist = dist_of(upstream, name)
-            eventually(partial(served_as_hit, depot, name, dist.path.name, dist.sha256))
+        assert_hits(depot, upstream, SLOW)
         clients.stop()
         assert clients.failures == []
         assert_clean(mirror, len(SLOW) + len(CLIENT_PROJECTS))  # the dead sync's spool adopted, settled
