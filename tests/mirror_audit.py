@@ -1,22 +1,22 @@
 """Audit a whole mirror directory: what its records say against what is on disk.
 
 Used after SIGKILLs: every recorded file present with its size and sha256 (and its metadata
-file's), each project's ``index.html`` listing exactly the recorded files, the root listing
-exactly the projects that have files, no file under ``packages/`` that no record names.
+file's: extracted, or upstream's as the file's entry announces it), each project's ``index.html``
+listing exactly the recorded files, the root listing exactly the projects that have files, no
+file under ``packages/`` that no record names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from pipdepot.core.project import local_path_of
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 _HREF = re.compile(r'href="([^"#]+)(?:#sha256=([0-9a-f]{64}))?"')
 
@@ -63,12 +63,25 @@ def _audit_project(mirror: Path, name: str, local: dict[str, Any], audit: Audit)
         _check_file(path, info["size"], info["sha256"], audit)
         if listed.pop(path, None) != info["sha256"]:
             audit.problems.append(f"{name}/index.html does not list {filename} with its sha256")
-        if info.get("metadata_sha256"):
-            metadata = path.with_name(path.name + ".metadata")
+        metadata = path.with_name(path.name + ".metadata")
+        if info.get("metadata_sha256"):  # extracted from the file: always kept beside it
             paths.add(metadata)
             _check_file(metadata, None, info["metadata_sha256"], audit)
+        elif (announced := _announced_metadata(info.get("entry") or {})) and metadata.exists():
+            paths.add(metadata)  # upstream's PEP 658 metadata, kept once a client asked for it
+            _check_file(metadata, None, announced, audit)
     audit.problems.extend(f"{name}/index.html lists {path.name}, not recorded" for path in listed)
     return paths
+
+
+def _announced_metadata(entry: dict[str, Any]) -> str | None:
+    """The sha256 of the PEP 658 metadata a file's entry announces, if any."""
+    for key in ("core-metadata", "dist-info-metadata"):
+        value = entry.get(key)
+        sha256 = value.get("sha256") if isinstance(value, dict) else None
+        if isinstance(sha256, str):
+            return sha256
+    return None
 
 
 def _tree_listing(mirror: Path, name: str, audit: Audit) -> dict[Path, str | None]:
@@ -96,3 +109,19 @@ def _check_file(path: Path, size: int | None, sha256: str, audit: Audit) -> None
         audit.problems.append(f"wrong size: {path.name} ({len(data)}, recorded {size})")
     elif hashlib.sha256(data).hexdigest() != sha256:
         audit.problems.append(f"corrupt: {path.name}")
+
+
+def spool_leftovers(mirror: Path) -> list[Path]:
+    """Every file in the writers' spools but their lock files: work a writer left behind.
+
+    Each writing process has ``.pipdepot/tmp/<id>/`` and holds ``.pipdepot/tmp/<id>.lock``
+    while it lives; a live writer's empty directory and its lock are not leftovers, anything
+    else is (a download, a staged page, a dead writer's commit marker). Safe to call while
+    writers create and remove their files.
+    """
+    scratch = mirror / ".pipdepot" / "tmp"
+    found: list[Path] = []
+    for directory, _, files in os.walk(scratch):
+        here = Path(directory)
+        found += [here / name for name in files if not (here == scratch and name.endswith(".lock"))]
+    return sorted(found)

@@ -26,6 +26,7 @@ from pipdepot.errors import ConfigError
 from pipdepot.operations.genconfig import GenConfig, generate, parse_listen
 from pipdepot.settings import CONFIG_KEYS, PlanFlags, ServeFlags, load_serve_settings, load_settings
 from tests.depot import Depot, free_port, fresh_venv, installed, pip_install, uv_install
+from tests.mirror_audit import spool_leftovers
 from tests.test_serve import file_url, get, make_upstream
 from tests.wheels import build_wheel
 
@@ -435,7 +436,6 @@ def test_a_file_being_downloaded_is_never_served_half_written(
     data = (dists / name).read_bytes()
     path = file_url(front.depot, name).removeprefix(front.depot.url)
     final = front.depot.mirror / path.removeprefix("/")
-    spool = front.depot.mirror / ".pipdepot" / "tmp"
     front.upstream.file_delay = 0.05  # 48 chunks: about 2.5 s
     bodies: list[bytes] = []
     first = threading.Thread(target=lambda: bodies.append(get(front.nginx.url + path)[2]))
@@ -443,7 +443,8 @@ def test_a_file_being_downloaded_is_never_served_half_written(
     during = 0
     seen_partial = False
     while first.is_alive():
-        partial = [p for p in spool.iterdir() if p.name.startswith("download-") and p.stat().st_size > 0]
+        partial = [p for p in spool_leftovers(front.depot.mirror) if p.name.startswith("download-")]
+        partial = [p for p in partial if p.exists() and p.stat().st_size > 0]
         seen_partial = seen_partial or (bool(partial) and not final.exists())  # bytes, not yet named
         if partial or final.exists():  # the download has begun: whatever nginx finds must be whole
             status, _, body = get(front.nginx.url + path)

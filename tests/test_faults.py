@@ -26,7 +26,7 @@ from pipdepot.settings import ServeFlags, load_serve_settings
 from tests.conftest import clean_environ
 from tests.depot import Depot, free_port, fresh_venv, installed, pip_install, uv_install
 from tests.fault_upstream import GARBAGE_MARKER, Fault, FaultUpstream
-from tests.mirror_audit import audit_mirror
+from tests.mirror_audit import audit_mirror, spool_leftovers
 from tests.wheels import build_wheel
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ def test_a_broken_page_is_served_stale_or_a_one_line_502(
     assert first.seconds < BOUND_S
     rss = depot.peak_rss_mb()
     assert rss < MAX_RSS_MB
-    assert not list((depot.mirror / ".pipdepot" / "tmp").iterdir())  # no spooled page left behind
+    assert spool_leftovers(depot.mirror) == []  # no spooled page left behind
     log = depot.log_text()
     assert "Traceback" not in log
     assert GARBAGE_MARKER.decode() not in log
@@ -216,7 +216,7 @@ def test_a_broken_download_keeps_nothing_and_the_next_client_starts_afresh(
     assert broken.error is not None or broken.status != 200 or len(broken.body) < len(good)
     assert broken.seconds < BOUND_S
     assert not (depot.mirror / "packages").exists()
-    assert not list((depot.mirror / ".pipdepot" / "tmp").iterdir())
+    assert spool_leftovers(depot.mirror) == []
     upstream.file_fault = "ok"
     again = Answer(url)
     assert (again.status, again.body) == (200, good)

@@ -27,6 +27,7 @@ from tests import hostile
 from tests.conftest import clean_environ
 from tests.depot import Depot
 from tests.fake_upstream import FakeUpstream
+from tests.mirror_audit import spool_leftovers
 from tests.wheels import build_wheel
 
 if TYPE_CHECKING:
@@ -308,7 +309,7 @@ def test_import_refuses_a_hostile_export_and_changes_nothing(
     assert snapshot(target) == before
     assert not (tmp_path / "x").exists()
     assert not (target.parent / "x").exists()
-    assert list((target / ".pipdepot" / "tmp").iterdir()) == []
+    assert spool_leftovers(target) == []
 
 
 def test_import_of_the_untouched_export_still_works(export: Path, target: Path, tmp_path: Path) -> None:

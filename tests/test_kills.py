@@ -21,7 +21,7 @@ import pytest
 
 from tests.depot import Depot
 from tests.fault_upstream import FaultUpstream
-from tests.mirror_audit import audit_mirror
+from tests.mirror_audit import audit_mirror, spool_leftovers
 from tests.wheels import build_wheel
 
 if TYPE_CHECKING:
@@ -62,7 +62,6 @@ def test_sigkills_during_downloads_and_page_refreshes_leave_a_consistent_mirror(
 ) -> None:
     rng = random.Random(SEED)  # noqa: S311 (replayable moments, not secrets)
     mirror, log = tmp_path / "mirror", tmp_path / "serve.log"
-    spool = mirror / ".pipdepot" / "tmp"
     upstream.start()
     problems: list[str] = []
     peak = 0.0
@@ -71,7 +70,7 @@ def test_sigkills_during_downloads_and_page_refreshes_leave_a_consistent_mirror(
     try:
         for _ in range(KILLS):
             depot = Depot(mirror, log, ("--upstream", upstream.url, "--ttl", "0")).start()
-            assert list(spool.iterdir()) == []  # what the last kill left was removed at start
+            assert spool_leftovers(mirror) == []  # what the last kill left was removed at start
             problems += audit_mirror(mirror).problems  # after the restart, before any client
             stop = threading.Event()
             clients = [
@@ -86,13 +85,14 @@ def test_sigkills_during_downloads_and_page_refreshes_leave_a_consistent_mirror(
             stop.set()
             for thread in clients:
                 thread.join(30)
-            cut += sum(p.name.startswith("download-") for p in spool.iterdir())
-            unrecorded += sum(p.name.startswith("commit-") for p in spool.iterdir())
+            left = spool_leftovers(mirror)
+            cut += sum(p.name.startswith("download-") for p in left)
+            unrecorded += sum(p.name.startswith("commit-") for p in left)
         assert problems == []
         upstream.file_rate = 0
         depot = Depot(mirror, log, ("--upstream", upstream.url)).start()
         try:
-            assert list(spool.iterdir()) == []
+            assert spool_leftovers(mirror) == []
             files_before_final = audit_mirror(mirror).files
             assert audit_mirror(mirror).problems == []
             for path, wheel in upstream.files.items():
@@ -119,7 +119,7 @@ def test_a_file_moved_into_the_tree_but_never_recorded_is_removed_at_the_next_st
     """The moment between a download's move into the tree and its record, made by hand."""
     upstream.start()
     mirror = tmp_path / "mirror"
-    spool = mirror / ".pipdepot" / "tmp"
+    killed = mirror / ".pipdepot" / "tmp" / "1-killed"  # a dead writer's spool: no lock beside it
     recorded, unrecorded = upstream.projects["ant"][0], upstream.projects["bee"][0]
     try:
         depot = Depot(mirror, tmp_path / "serve.log", ("--upstream", upstream.url)).start()
@@ -130,8 +130,9 @@ def test_a_file_moved_into_the_tree_but_never_recorded_is_removed_at_the_next_st
         orphan.parent.mkdir(parents=True)
         orphan.write_bytes(upstream.files[unrecorded].read_bytes())
         orphan.with_name(orphan.name + ".metadata").write_bytes(b"Metadata-Version: 2.1\n")
+        killed.mkdir(parents=True)
         for index, key in enumerate((unrecorded, recorded)):  # a recorded file's marker changes nothing
-            (spool / f"commit-{index}").write_text(key.removeprefix("/"))
+            (killed / f"commit-{index}").write_text(key.removeprefix("/"))
         assert audit_mirror(mirror).problems != []
         depot = Depot(mirror, tmp_path / "serve.log", ("--upstream", upstream.url)).start()
         depot.stop()
@@ -139,5 +140,6 @@ def test_a_file_moved_into_the_tree_but_never_recorded_is_removed_at_the_next_st
         upstream.stop()
     assert audit_mirror(mirror).problems == []
     assert audit_mirror(mirror).files == 1
-    assert list(spool.iterdir()) == []
+    assert spool_leftovers(mirror) == []
+    assert not killed.exists()
     assert "killed before it was recorded" in (tmp_path / "serve.log").read_text()

@@ -19,6 +19,7 @@ from pypi_simple import ProjectPage
 
 from tests.depot import Depot, fresh_venv, installed, pip_install, uv_install
 from tests.fake_upstream import FakeUpstream, Mode
+from tests.mirror_audit import spool_leftovers
 from tests.wheels import build_sdist, build_wheel
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def test_pip_and_uv_install_cold_then_warm_then_with_upstream_down(
     pip_install(python, depot.index, "alpha==1.0")
     assert installed(python, "alpha") == "1.0"
     assert upstream.file_hits() == files_after_cold  # warm installs took every file from the cache
-    assert not list((depot.mirror / ".pipdepot" / "tmp").iterdir())  # pages and files spooled, then moved
+    assert spool_leftovers(depot.mirror) == []  # pages and files spooled, then moved
 
     upstream.stop()
     depot.stop()
@@ -491,8 +492,7 @@ def test_sigkill_mid_download_leaves_no_corrupt_file(tmp_path: Path, dist_dir: P
         url = file_url(depot, name)
         threading.Thread(target=lambda: get_quietly(url), daemon=True).start()
         deadline = time.monotonic() + 10
-        spool = depot.mirror / ".pipdepot" / "tmp"
-        while time.monotonic() < deadline and not any(p.stat().st_size > 0 for p in spool.iterdir()):
+        while time.monotonic() < deadline and not spooled_bytes(depot.mirror):
             time.sleep(0.02)
         depot.stop(signal.SIGKILL)
         assert not list(depot.mirror.rglob(name))  # only a spool file, never the file itself
@@ -500,7 +500,7 @@ def test_sigkill_mid_download_leaves_no_corrupt_file(tmp_path: Path, dist_dir: P
         server.file_delay = 0
         restarted = start_depot(tmp_path, "--upstream", server.url, mirror=depot.mirror)
         try:
-            assert list(spool.iterdir()) == []  # leftovers cleaned at start
+            assert spool_leftovers(depot.mirror) == []  # leftovers cleaned at start
             body = get(url.replace(depot.url, restarted.url))[2]
             assert body == (dist_dir / name).read_bytes()
         finally:
@@ -508,6 +508,15 @@ def test_sigkill_mid_download_leaves_no_corrupt_file(tmp_path: Path, dist_dir: P
     finally:
         depot.stop()
         server.stop()
+
+
+def spooled_bytes(mirror: Path) -> int:
+    """Bytes in the writers' spools now (files come and go while it looks)."""
+    total = 0
+    for path in spool_leftovers(mirror):
+        with contextlib.suppress(FileNotFoundError):
+            total += path.stat().st_size
+    return total
 
 
 def get_quietly(url: str) -> None:
@@ -528,7 +537,7 @@ def test_a_broken_upstream_is_never_a_404(tmp_path: Path, dist_dir: Path, behavi
         for never_installable in ("gamma", "alpha"):
             status, _, body = get(f"{depot.index}{never_installable}/")
             assert status == 502, body
-        assert not list((depot.mirror / ".pipdepot" / "tmp").iterdir())  # no spooled page left behind
+        assert spool_leftovers(depot.mirror) == []  # no spooled page left behind
     finally:
         depot.stop()
         server.stop()

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import clean_environ
 from tests.fake_upstream import FakeUpstream
+from tests.mirror_audit import spool_leftovers
 from tests.wheels import build_wheel
 
 if TYPE_CHECKING:
@@ -74,8 +75,7 @@ def processes_using(path: Path) -> list[str]:
 
 
 def spool(tmp_path: Path) -> list[Path]:
-    directory = tmp_path / "mirror" / ".pipdepot" / "tmp"
-    return list(directory.iterdir()) if directory.is_dir() else []
+    return spool_leftovers(tmp_path / "mirror")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
