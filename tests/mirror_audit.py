@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,25 @@ class Audit:
     problems: list[str] = field(default_factory=list)
 
 
-def audit_mirror(mirror: Path) -> Audit:
-    """Every disagreement between the records, the static tree and the files on disk."""
+#: The tree converges on the records within a second (the root index after a short delay).
+SETTLE_S = 2.0
+
+
+def audit_mirror(mirror: Path, *, settle: float = SETTLE_S) -> Audit:
+    """Every disagreement between the records, the static tree and the files on disk.
+
+    A running writer may still be converging the tree: disagreements are looked for again
+    for up to ``settle`` seconds; what remains is reported.
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        audit = _audit(mirror)
+        if not audit.problems or time.monotonic() >= deadline:
+            return audit
+        time.sleep(0.1)
+
+
+def _audit(mirror: Path) -> Audit:
     audit = Audit()
     recorded: set[Path] = set()
     projects: set[str] = set()

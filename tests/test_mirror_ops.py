@@ -430,11 +430,11 @@ def test_sync_writes_beside_a_running_serve_which_serves_its_files_as_hits(
         for project in projects:
             html = (mirror / project / "index.html").read_text()
             for href in re.findall(r'href="\.\.(/packages/[^"#]+)', html):
-                with urllib.request.urlopen(f"{depot.url}{href}", timeout=30) as response:  # noqa: S310
+                with urllib.request.urlopen(f"{depot.url}{href}", timeout=30) as response:
                     assert response.headers["X-Pipdepot-Cache"] == "hit", href
         assert upstream.file_hits() == fetched  # nothing fetched again
         assert all(f'href="{p}/"' in index.read_text() for p in projects)
-        with urllib.request.urlopen(f"{depot.url}/simple/", timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(f"{depot.url}/simple/", timeout=30) as response:
             root = response.read().decode()
         assert all(f'href="{p}/"' in root for p in projects)
         run_pipdepot("ls", "--mirror", str(mirror))

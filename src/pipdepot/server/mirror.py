@@ -216,6 +216,7 @@ class Mirror:
             except (ValueError, KeyError, TypeError, OSError) as exc:
                 logger.warning("commit marker %s not settled: %s", marker.name, exc)
             marker.unlink()
+        await self.tree.resume()
 
     async def _settle(self, text: str) -> None:
         described = json.loads(text) if text.startswith("{") else {"key": text}

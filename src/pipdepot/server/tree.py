@@ -10,6 +10,9 @@ hundred thousand:
 - The root index lists the project directories present. It changes only when a project
   enters or leaves the tree; it is then rewritten once for a burst of such changes (after a
   short delay), by listing the directories, writing, and listing again until the two agree.
+  Before a project enters or leaves, a small marker says so (``.pipdepot/root-pending/<name>``);
+  a rewrite removes the markers it has covered, and a writer that starts finds any a killed
+  writer left, so the root index is never left behind for good.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 from typing import TYPE_CHECKING
 
 from pipdepot.server.pages import page_files, render_root_html, render_tree_html
-from pipdepot.storage.store import StoreKey
+from pipdepot.storage.store import STATE_DIR, StoreKey
 
 if TYPE_CHECKING:
     from pipdepot.core.names import NormalizedName
@@ -34,6 +37,7 @@ __all__ = ["Tree"]
 logger = logging.getLogger(__name__)
 
 ROOT_INDEX = StoreKey("index.html")
+_PENDING = f"{STATE_DIR}/root-pending/"
 #: Top-level directories that are not projects.
 _NOT_PROJECTS = frozenset({"packages"})
 #: Rounds of write-and-check before a writer leaves convergence to the writers still changing it.
@@ -71,14 +75,17 @@ class Tree:
             if marker == written:
                 return
             key = StoreKey(f"{name}/index.html")
+            enters_or_leaves = local != (await self.store.stat(key) is not None)
+            if enters_or_leaves:
+                await self.store.put(StoreKey(f"{_PENDING}{name}"), b"")
             if record is not None and local:
                 await self.store.put(key, render_tree_html(record, page_files(record, local_only=True)))
             else:
                 await self.store.delete(key)
             written = marker
-            if local != (name in self._projects):
+            if enters_or_leaves:
                 self._projects = tuple(
-                    sorted({*self._projects, name} if local else set(self._projects) - {name})
+                    sorted({*self._projects, name} if local else {*self._projects} - {name})
                 )
                 self.schedule_root()
 
@@ -111,8 +118,15 @@ class Tree:
             except OSError as exc:
                 logger.warning("root index not rewritten: %s", exc)
 
+    async def resume(self) -> None:
+        """Rewrite the root index soon if a writer changed the projects and died before it did."""
+        async for _ in self.store.list(_PENDING):
+            self.schedule_root()
+            return
+
     async def rewrite_root(self) -> None:
         """List the projects, write the root index, and again until the listing no longer changes."""
+        covered = [key async for key in self.store.list(_PENDING)]
         written = None
         for _ in range(_ROUNDS):
             names = await self._list()
@@ -122,6 +136,8 @@ class Tree:
             written = names
         self._projects = names
         self.metrics.cached_projects = len(names)
+        for key in covered:  # listed before the projects were: their changes are in what was written
+            await self.store.delete(key)
 
     async def flush(self) -> None:
         """Finish a pending root rewrite (before the process ends)."""
