@@ -29,6 +29,7 @@ __all__ = [
     "AlreadyExists",
     "IntegrityError",
     "Store",
+    "StoreError",
     "StoreKey",
     "StoredFile",
     "VersionMismatch",
@@ -58,6 +59,14 @@ class AlreadyExists(Exception):  # noqa: N818 (named for what the caller learns,
 
 class VersionMismatch(Exception):  # noqa: N818
     """The key changed (or appeared, or went) since its version was read; nothing was changed."""
+
+
+class StoreError(OSError):
+    """The store could not be used (unreachable, no answer in time, access denied, an error answer).
+
+    Its message is one line that names the key (or the store) and the cause; an ``OSError``, as
+    the filesystem store's own failures are.
+    """
 
 
 @dataclass(frozen=True, slots=True)
