@@ -138,7 +138,11 @@ class Store(Protocol):
         """Every key under ``prefix`` (a directory-like prefix ending in ``/``, or ``""``)."""
 
     async def children(self, prefix: str) -> tuple[str, ...]:
-        """The names directly under ``prefix`` that hold keys (directories), sorted."""
+        """The names directly under ``prefix`` that hold keys (directories), sorted.
+
+        A name whose keys were all deleted may still be listed by some S3 servers (SeaweedFS
+        keeps the emptied directory): a caller treats a name with no keys as absent.
+        """
 
     def local_path(self, key: StoreKey) -> Path | None:
         """A local path to send with the OS's zero-copy path, when the store has one."""
