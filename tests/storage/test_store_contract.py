@@ -351,6 +351,27 @@ def test_a_large_file_is_created_once(store: Store) -> None:
     asyncio.run(main())
 
 
+def test_a_large_file_race_has_one_winner(store: Store) -> None:
+    """Both writers miss the key, both upload their parts: the create-only copy picks one."""
+    contents = [os.urandom(17 * 1024 * 1024) for _ in range(2)]
+    key = K("torch/torch-2.0-cp311-none-linux_x86_64.whl")
+
+    async def writer(n: int) -> int | None:
+        try:
+            await store.put(key, spooled(store, contents[n], f"download-{n}"), create=True)
+        except AlreadyExists:
+            return None
+        return n
+
+    async def main() -> None:
+        winners = [n for n in await asyncio.gather(writer(0), writer(1)) if n is not None]
+        assert len(winners) == 1
+        assert await streamed(store, key) == contents[winners[0]]
+        assert [k async for k in store.list(".pipdepot/uploads/")] == []
+
+    asyncio.run(main())
+
+
 def test_local_path_spool_and_close(store: Store) -> None:
     async def main() -> None:
         key = K("six/six-1.0.tar.gz")

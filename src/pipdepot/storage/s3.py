@@ -315,7 +315,17 @@ class S3Store:
         await self._call(path, "PUT", upload, extra=size / _MIN_RATE)
 
     async def _put_large_create(self, path: str, source: Path | bytes, size: int) -> None:
-        """Parts to a staging key, then a create-only multipart copy to ``path``; the staging key goes."""
+        """Parts to a staging key, then a create-only multipart copy to ``path``; the staging key goes.
+
+        A HEAD first spares the upload when the key is already there (the usual loser of a race
+        comes late); the copy's condition still decides a true race.
+        """
+        try:
+            await self._call(path, "HEAD", obstore.head_async(self._client, path))
+        except FileNotFoundError:
+            pass
+        else:
+            raise AlreadyExists(path)
         staging = f"{_UPLOADS}/{uuid.uuid4().hex}"
         try:
             await self._put_parts(path, staging, source, size)
