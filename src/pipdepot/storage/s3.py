@@ -162,7 +162,16 @@ class S3Store:
         except PreconditionError:
             raise VersionMismatch(key) from None
         except (BaseError, OSError) as exc:
-            raise StoreError(f"{self._where(key)}: {action}: {_first_line(exc)}") from exc
+            raise StoreError(f"{self._where(key)}: {action}: {self._cause(exc)}") from exc
+
+    def _cause(self, exc: BaseException) -> str:
+        """What went wrong, in words: obstore names a timeout or a refused connection only in its dump."""
+        text = str(exc)
+        if "kind: Timeout" in text or "TimedOut" in text:
+            return f"no answer within {self._timeout:g} s ({_RETRIES + 1} attempts)"
+        if "ConnectionRefused" in text:
+            return "connection refused"
+        return _first_line(exc)
 
     async def stat(self, key: StoreKey) -> StoredFile | None:
         """The object's size and time, or ``None`` (one HEAD)."""
