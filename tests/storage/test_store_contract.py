@@ -333,6 +333,26 @@ def test_a_put_is_never_seen_half_written(store: Store) -> None:
     asyncio.run(main())
 
 
+def test_a_stream_never_mixes_two_versions(store: Store) -> None:
+    """Replaced while streamed: the old bytes to the end (a file) or an error (S3), never a mix."""
+    size = 3 * 1024 * 1024
+    key = K("six/six-1.0.tar.gz")
+
+    async def main() -> None:
+        await store.put(key, b"a" * size)
+        chunks = store.stream(key)
+        received = await anext(chunks)
+        await store.put(key, b"b" * size)
+        if isinstance(store, S3Store):
+            with pytest.raises(StoreError, match="changed while it was read"):
+                await anext(chunks)
+        else:
+            received += b"".join([chunk async for chunk in chunks])
+            assert received == b"a" * size
+
+    asyncio.run(main())
+
+
 def test_a_large_file_is_created_once(store: Store) -> None:
     """Above the single-PUT size the S3 store uploads in parts: create-only must still hold."""
     data = os.urandom(20 * 1024 * 1024)
