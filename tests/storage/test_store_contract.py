@@ -212,13 +212,14 @@ def test_compare_and_swap(store: Store) -> None:
         await store.put(key, b'{"n": 0}', create=True)
         first = await store.read_versioned(key)
         assert first is not None
-        await store.put(key, b'{"n": 1}', if_version=first.version)
+        written = await store.put(key, b'{"n": 1}', if_version=first.version)
         with pytest.raises(VersionMismatch):
             await store.put(key, b'{"n": 2}', if_version=first.version)
         assert await store.read(key) == b'{"n": 1}'
         second = await store.read_versioned(key)
         assert second is not None
         assert second.version != first.version
+        assert written.version == second.version  # a writer may swap again without reading back
         await store.delete(key)
         with pytest.raises(VersionMismatch):
             await store.put(key, b'{"n": 3}', if_version=second.version)

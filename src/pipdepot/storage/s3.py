@@ -304,10 +304,10 @@ class S3Store:
                 raise IntegrityError(f"{key}: sha256 mismatch")
             compare = if_version is not None and not create
             mode: PutMode = {"e_tag": if_version} if compare else ("create" if create else "overwrite")
+            version = None
             if size <= _SINGLE_PUT_LIMIT or compare:
-                await self._call(
-                    path, "PUT", obstore.put_async(self._client, path, source, mode=mode, use_multipart=False)
-                )
+                upload = obstore.put_async(self._client, path, source, mode=mode, use_multipart=False)
+                version = (await self._call(path, "PUT", upload))["e_tag"]
             elif create:
                 await self._put_large_create(path, source, size)
             else:
@@ -315,7 +315,7 @@ class S3Store:
         finally:
             if isinstance(source, Path):
                 await asyncio.to_thread(source.unlink, missing_ok=True)
-        return StoredFile(key, size, time.time())
+        return StoredFile(key, size, time.time(), version)
 
     async def _put_parts(self, path: str, target: str, source: Path | bytes, size: int) -> None:
         upload = obstore.put_async(
