@@ -7,10 +7,12 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.seaweed import Seaweed
 
 PipdepotRunner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -124,3 +126,18 @@ def uv_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from importlib.metadata import version  # noqa: PLC0415
 
     return download_wheel(f"uv=={version('uv')}", tmp_path_factory.mktemp("uv-wheel"))
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    """A real S3 server (SeaweedFS) on loopback ports, started once per run; ``location()`` per test.
+
+    It has ``endpoint``, ``access_key``, ``secret_key``, ``env`` (the AWS variables that reach it)
+    and ``location()``: a fresh ``s3://bucket/prefix`` each call.
+    """
+    server = Seaweed(tmp_path_factory.mktemp("seaweed"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

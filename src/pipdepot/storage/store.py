@@ -29,6 +29,7 @@ __all__ = [
     "AlreadyExists",
     "IntegrityError",
     "Store",
+    "StoreError",
     "StoreKey",
     "StoredFile",
     "VersionMismatch",
@@ -58,6 +59,14 @@ class AlreadyExists(Exception):  # noqa: N818 (named for what the caller learns,
 
 class VersionMismatch(Exception):  # noqa: N818
     """The key changed (or appeared, or went) since its version was read; nothing was changed."""
+
+
+class StoreError(OSError):
+    """The store could not be used (unreachable, no answer in time, access denied, an error answer).
+
+    Its message is one line that names the key (or the store) and the cause; an ``OSError``, as
+    the filesystem store's own failures are.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +138,11 @@ class Store(Protocol):
         """Every key under ``prefix`` (a directory-like prefix ending in ``/``, or ``""``)."""
 
     async def children(self, prefix: str) -> tuple[str, ...]:
-        """The names directly under ``prefix`` that hold keys (directories), sorted."""
+        """The names directly under ``prefix`` that hold keys (directories), sorted.
+
+        A name whose keys were all deleted may still be listed by some S3 servers (SeaweedFS
+        keeps the emptied directory): a caller treats a name with no keys as absent.
+        """
 
     def local_path(self, key: StoreKey) -> Path | None:
         """A local path to send with the OS's zero-copy path, when the store has one."""
