@@ -34,6 +34,10 @@ class Depot:
     process: subprocess.Popen[bytes] | None = None
     #: A command the server runs under (``prlimit --nofile=...``).
     prefix: tuple[str, ...] = ()
+    #: Variables added to the server's clean environment (the AWS variables, its own XDG_CACHE_HOME).
+    env: dict[str, str] = field(default_factory=dict)
+    #: ``--mirror`` when it is not the directory ``mirror`` (an ``s3://BUCKET/PREFIX`` location).
+    location: str | None = None
 
     @property
     def url(self) -> str:
@@ -52,11 +56,14 @@ class Depot:
             "--port",
             str(self.port),
             "--mirror",
-            str(self.mirror),
+            self.location or str(self.mirror),
         ]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [*self.prefix, *argv, *self.args], stdout=log, stderr=subprocess.STDOUT, env=clean_environ()
+                [*self.prefix, *argv, *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=clean_environ(**self.env),
             )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
