@@ -417,7 +417,7 @@ def test_ls_lists_projects_versions_and_files(
 def test_sync_writes_beside_a_running_serve_which_serves_its_files_as_hits(
     run_pipdepot: PipdepotRunner, upstream: FakeUpstream, requirements: Path, tmp_path: Path
 ) -> None:
-    """No writer lock: ``serve`` then ``sync`` (the README's order) both write, and serve sees sync's files."""
+    """No writer lock: ``serve`` then ``sync`` (the README's order) both write; serve sees sync's files."""
     mirror = tmp_path / "mirror"
     depot = Depot(mirror, tmp_path / "serve.log", ("--upstream", upstream.url)).start()
     try:

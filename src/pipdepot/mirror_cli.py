@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
     from pipdepot.operations.sync import Inputs
+    from pipdepot.storage.locate import MirrorLocation
 
 __all__ = ["MIRROR_COMMANDS", "check_before_chroot"]
 
@@ -382,7 +383,7 @@ class _StaleSummary(logging.Filter):
         )
 
 
-def _report_check(report: CheckReport, mirror_dir: Path) -> None:
+def _report_check(report: CheckReport, mirror_dir: MirrorLocation) -> None:
     _notes(report.notes)
     for target, files in report.targets.items():
         if not any(m.target == target for m in report.missing):

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, TypeVar, cast, get_args
 from pipdepot.core.urls import validate_index_url
 from pipdepot.element.buildroot import INDEX_ENV_VARS
 from pipdepot.element.plan import PlanInputs, Sourced, UvIndexStrategy
-from pipdepot.errors import UsageError
+from pipdepot.errors import ConfigError, UsageError
+from pipdepot.storage.locate import MirrorLocation, S3Location, is_object_store
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -208,7 +209,8 @@ class ServeSettings:
 
     host: str
     port: int
-    mirror_dir: Path
+    #: A directory, or ``s3://BUCKET/PREFIX`` (with the AWS variables it is opened with).
+    mirror_dir: MirrorLocation
     upstreams: tuple[str, ...]
     offline: bool
     ttl: float
@@ -290,7 +292,7 @@ def _load_serve(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
     return ServeSettings(
         host=host.value,
         port=_as_port(port.value, port.source),
-        mirror_dir=_as_mirror_dir(mirror_dir),
+        mirror_dir=_as_mirror_location(mirror_dir, env),
         upstreams=upstreams.value,
         offline=offline.value,
         ttl=_as_seconds(ttl.value, ttl.source, allow_zero=True),
@@ -692,8 +694,23 @@ def _as_rate(value: object, source: str) -> int:
     return int(text)
 
 
+def _as_mirror_location(value: Sourced[str], env: Mapping[str, str]) -> MirrorLocation:
+    """The mirror's directory or ``s3://`` location (the element's bind mount needs a directory)."""
+    if is_object_store(value.value):
+        try:
+            return S3Location.of(value.value, env)
+        except ConfigError as exc:
+            raise ValueError(f"{value.source}: {exc}") from None
+    return _as_mirror_dir(value)
+
+
 def _as_mirror_dir(value: Sourced[str]) -> Path:
     """The mirror directory; a path that is something else is refused here, for every command alike."""
+    if is_object_store(value.value):
+        raise ValueError(
+            f"{value.source}: {value.value} is an object store; the element bind-mounts a local "
+            "directory (fill one with pipdepot export and import)"
+        )
     path = Path(value.value).expanduser()
     if path.exists() and not path.is_dir():
         raise ValueError(f"{value.source}: {path} is not a directory")

@@ -13,6 +13,8 @@ from pipdepot.storage.store import IntegrityError
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from pipdepot.storage.locate import MirrorLocation
+
 __all__ = ["AddReport", "add", "find_distributions"]
 
 _SUFFIXES = (".whl", ".tar.gz", ".zip")
@@ -58,7 +60,7 @@ def find_distributions(paths: list[Path]) -> list[LocalDistribution]:
     return found
 
 
-async def add(distributions: list[LocalDistribution], *, mirror_dir: Path) -> AddReport:
+async def add(distributions: list[LocalDistribution], *, mirror_dir: MirrorLocation) -> AddReport:
     """Add checked distributions to the mirror at ``mirror_dir``.
 
     :raises MirrorError: a file of the same name but other content is already there.

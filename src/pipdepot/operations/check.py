@@ -11,7 +11,6 @@ exactly which (project, version, target) is missing instead of uv's puzzle.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import tempfile
 from dataclasses import dataclass, field
@@ -26,7 +25,8 @@ from pipdepot.fill.selection import choose_file, files_of_version
 from pipdepot.operations.builds import Buildable, BuildEnvironments
 from pipdepot.operations.pins import read_unresolved, resolve_each_pin
 from pipdepot.operations.session import local_index, open_mirror
-from pipdepot.storage.digests import file_sha256
+from pipdepot.storage.digests import stored_sha256
+from pipdepot.storage.store import StoreKey
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from pipdepot.fill.requirements import RequirementSet
     from pipdepot.operations.sync import Inputs
     from pipdepot.server.mirror import Mirror
+    from pipdepot.storage.locate import MirrorLocation
+    from pipdepot.storage.store import Store
 
 __all__ = ["CheckReport", "Missing", "check"]
 
@@ -78,19 +80,20 @@ class CheckReport:
         return not self.missing
 
 
-async def check(inputs: Inputs, targets: list[Target], *, mirror_dir: Path) -> CheckReport:
+async def check(inputs: Inputs, targets: list[Target], *, mirror_dir: MirrorLocation) -> CheckReport:
     """Check ``inputs`` against the mirror for every target; never contacts upstream.
 
     :raises ConfigError: the mirror directory does not exist.
     """
     report = CheckReport(notes=inputs.notes)
-    views = _Views(mirror_dir)
+    views = _Views()
     async with (
         open_mirror(mirror_dir, purpose="pipdepot check", writer=False, view=views.local) as mirror,
         open_mirror(mirror_dir, purpose="pipdepot check", writer=False, view=views.known) as catalog,
         local_index(mirror) as index_url,
         local_index(catalog) as catalog_url,
     ):
+        views.mirror = mirror
         with tempfile.TemporaryDirectory(prefix="pipdepot-check-") as scratch:
             run = _Check(mirror, views, (index_url, catalog_url), Path(scratch), report)
             builds = BuildEnvironments(run.resolve, report.notes)
@@ -185,7 +188,7 @@ class _Check:
 
     async def _has(self, name: str) -> bool:
         state = await self.mirror.state(canonicalize_name(name))
-        return state is not None and bool(self.views.present(state))
+        return state is not None and bool(await self.views.present(state))
 
     def _missing(self, project: str, version: str, target: Target, reason: str) -> None:
         self.report.missing.append(Missing(project, version, str(target), reason))
@@ -233,7 +236,7 @@ class _Check:
     async def _knows(self, name: str, version: str) -> bool:
         """Whether the mirror knows ``version`` of ``name`` (its file, or its metadata kept)."""
         state = await self.mirror.state(canonicalize_name(name))
-        return state is not None and bool(files_of_version(self.views.known(state)[0].files, version))
+        return state is not None and bool(files_of_version((await self.views.known(state))[0].files, version))
 
 
 def _name_of(line: str) -> tuple[str | None, str]:
@@ -261,7 +264,7 @@ async def _cover(
         if state is None:
             report.missing.append(Missing(pin.name, pin.version, str(target), "project not in the mirror"))
             continue
-        present = views.present(state)
+        present = await views.present(state)
         entry = choose_file(state.files, pin, target, usable=_among(present))
         if entry is None:
             reason = "no file for this target in the mirror"
@@ -281,46 +284,57 @@ async def _cover(
             continue
         report.targets[str(target)] = report.targets.get(str(target), 0) + 1
         report.filenames.add(entry["filename"])
-        if not entry["filename"].endswith(".whl"):
-            sdists.append(Buildable(entry["filename"], views.path(state, entry["filename"])))
+        path = await mirror.local_copy(views.key(state, entry["filename"]))
+        if not entry["filename"].endswith(".whl") and path is not None:
+            sdists.append(Buildable(entry["filename"], path))
     return sdists
 
 
 class _Views:
-    """What the mirror really holds: recorded files checked on disk, once each."""
+    """What the mirror really holds: recorded files checked in the store, once each."""
 
-    def __init__(self, mirror_dir: Path) -> None:
-        self.root = mirror_dir
+    def __init__(self) -> None:
+        #: The mirror whose store is looked at (set once it is open; its views are asked only later).
+        self.mirror: Mirror | None = None
         self._present: dict[tuple[str, int], frozenset[str]] = {}
         self._intact: dict[str, bool] = {}
 
-    def path(self, state: ProjectState, filename: str, suffix: str = "") -> Path:
-        """Where a file of ``state`` is on disk."""
-        return self.root / (state.path_of(filename).removeprefix("/") + suffix)
+    @property
+    def store(self) -> Store:
+        assert self.mirror is not None  # noqa: S101 (set before any page is asked for)
+        return self.mirror.store
 
-    def present(self, state: ProjectState) -> frozenset[str]:
-        """Local files of ``state`` on disk with their recorded size."""
+    def key(self, state: ProjectState, filename: str, suffix: str = "") -> StoreKey:
+        """Where a file of ``state`` is in the store."""
+        return StoreKey(state.path_of(filename).removeprefix("/") + suffix)
+
+    async def present(self, state: ProjectState) -> frozenset[str]:
+        """Local files of ``state`` in the store with their recorded size."""
         key = (state.name, state.generation)
         found = self._present.get(key)
         if found is None:
+            sizes = [await self.store.stat(self.key(state, name)) for name in state.local]
             found = frozenset(
-                name for name, local in state.local.items() if _size(self.path(state, name)) == local.size
+                name
+                for (name, local), stored in zip(state.local.items(), sizes, strict=True)
+                if stored is not None and stored.size == local.size
             )
             self._present[key] = found
         return found
 
-    def local(self, state: ProjectState) -> tuple[ProjectState, bool]:
+    async def local(self, state: ProjectState) -> tuple[ProjectState, bool]:
         """The state with only the files present: what an offline client can install."""
-        present = self.present(state)
+        present = await self.present(state)
         return _narrowed(state, [e for e in state.files if e["filename"] in present], present), True
 
-    def known(self, state: ProjectState) -> tuple[ProjectState, bool]:
+    async def known(self, state: ProjectState) -> tuple[ProjectState, bool]:
         """Present files and upstream files whose metadata is kept: what resolves with no network."""
-        present = self.present(state)
+        present = await self.present(state)
         files = [
             e
             for e in state.files
-            if e["filename"] in present or self.path(state, e["filename"], ".metadata").is_file()
+            if e["filename"] in present
+            or await self.store.stat(self.key(state, e["filename"], ".metadata")) is not None
         ]
         return _narrowed(state, files, present), False
 
@@ -328,9 +342,8 @@ class _Views:
         """Whether the file's bytes hash to the sha256 recorded when it was stored."""
         filename = entry["filename"]
         if filename not in self._intact:
-            path = self.path(state, filename)
             expected = state.local[filename].sha256
-            self._intact[filename] = await asyncio.to_thread(_sha256, path) == expected
+            self._intact[filename] = await stored_sha256(self.store, self.key(state, filename)) == expected
         return self._intact[filename]
 
 
@@ -347,17 +360,3 @@ def _narrowed(state: ProjectState, files: list[FileEntry], present: frozenset[st
         _by_path=None,
         _versions=None,
     )
-
-
-def _size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
-
-
-def _sha256(path: Path) -> str | None:
-    try:
-        return file_sha256(path)[0]
-    except OSError:
-        return None

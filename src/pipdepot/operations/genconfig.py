@@ -95,12 +95,18 @@ def generate(request: GenConfig) -> list[GeneratedFile]:
     :raises ConfigError: nginx and pipdepot would listen on the same address.
     """
     settings = request.settings
+    if not isinstance(settings.mirror_dir, Path):
+        raise ConfigError(
+            f"gen-config writes a unit and an nginx front for a mirror directory, not {settings.mirror_dir}",
+            hint="for a mirror on S3, run pipdepot serve --mirror s3://... on each node: see docs/SCALE.md",
+        )
+    mirror_dir = settings.mirror_dir
     config = GeneratedFile("config.toml", config_toml(settings), "every setting pipdepot reads, commented")
     if request.user:
         unit = _fill(
             "pipdepot.user.service.in",
             EXEC=_exec(request.command),
-            MIRROR=_unit_path(settings.mirror_dir),
+            MIRROR=_unit_path(mirror_dir),
             MKDIR="/usr/bin/mkdir" if Path("/usr/bin/mkdir").exists() else "/bin/mkdir",
         )
         return [config, GeneratedFile("pipdepot.service", unit, "systemd user unit (laptop)")]
@@ -194,6 +200,7 @@ def config_toml(settings: ServeSettings) -> str:
 def _system_unit(request: GenConfig) -> str:
     settings = request.settings
     mirror = settings.mirror_dir
+    assert isinstance(mirror, Path)  # noqa: S101 (generate refuses an object store)
     if mirror == SYSTEM_MIRROR:
         directive = "StateDirectory=pipdepot"
         mirror_lines = (

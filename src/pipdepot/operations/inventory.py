@@ -12,9 +12,8 @@ from pipdepot.errors import MirrorError
 from pipdepot.operations.session import open_mirror
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from pipdepot.core.project import ProjectState
+    from pipdepot.storage.locate import MirrorLocation
 
 __all__ = ["HeldFile", "HeldProject", "inventory"]
 
@@ -50,7 +49,7 @@ class HeldProject:
         return sum(f.size for f in self.files)
 
 
-async def inventory(mirror_dir: Path, project: str | None = None) -> list[HeldProject]:
+async def inventory(mirror_dir: MirrorLocation, project: str | None = None) -> list[HeldProject]:
     """Every project with local files (or just ``project``), versions newest first.
 
     :raises MirrorError: ``project`` is not a valid name or has no files in the mirror.

@@ -99,7 +99,8 @@ async def _serve(settings: ServeSettings) -> None:
             await runner.cleanup()
             raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from exc
         _announce(settings, _process_age())
-        if settings.offline and not os.access(settings.mirror_dir, os.W_OK):
+        local = settings.mirror_dir if isinstance(settings.mirror_dir, Path) else None
+        if settings.offline and local is not None and not os.access(local, os.W_OK):
             logger.info("the mirror directory cannot be written: serving it read-only")
         notify("READY=1", os.environ)  # systemd's Type=notify: started units wait for this
         stop = asyncio.Event()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -24,12 +25,14 @@ from pipdepot.server.upstream import UpstreamClient
 from pipdepot.server.web import create_server
 from pipdepot.storage.access import ReadOnlyMirrorError, require_writable
 from pipdepot.storage.filesystem import FilesystemStore
+from pipdepot.storage.locate import open_location
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from pipdepot.server.mirror import View
+    from pipdepot.storage.locate import MirrorLocation
+    from pipdepot.storage.store import Store
 
 __all__ = ["local_index", "open_mirror"]
 
@@ -42,7 +45,7 @@ def __dir__() -> list[str]:
 
 @contextlib.asynccontextmanager
 async def open_mirror(  # noqa: PLR0913 (keyword-only settings of one mirror)
-    mirror_dir: Path,
+    mirror_dir: MirrorLocation,
     *,
     purpose: str,
     writer: bool,
@@ -65,7 +68,7 @@ async def open_mirror(  # noqa: PLR0913 (keyword-only settings of one mirror)
     :raises ConfigError: the directory is unusable (for a writer: cannot be written).
     """
     async with contextlib.AsyncExitStack() as stack:
-        if writer:
+        if writer and isinstance(mirror_dir, Path):
             try:
                 require_writable(mirror_dir)
                 logger.debug("%s writes to %s (beside any other writers)", purpose, mirror_dir)
@@ -96,7 +99,9 @@ async def open_mirror(  # noqa: PLR0913 (keyword-only settings of one mirror)
             await mirror.aclose()
 
 
-def _open_store(mirror_dir: Path, *, writer: bool) -> FilesystemStore:
+def _open_store(mirror_dir: MirrorLocation, *, writer: bool) -> Store:
+    if not isinstance(mirror_dir, Path):
+        return open_location(mirror_dir)
     if not writer and not mirror_dir.is_dir():
         raise ConfigError(f"mirror directory {mirror_dir} does not exist")
     try:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pipdepot.core.targets import Target
     from pipdepot.fill.lockfiles import LockFile
     from pipdepot.server.mirror import Mirror
+    from pipdepot.storage.locate import MirrorLocation
 
 __all__ = ["Inputs", "SyncOptions", "SyncProgress", "SyncReport", "SyncStopped", "read_inputs", "sync"]
 
@@ -172,7 +173,7 @@ class SyncStopped(Exception):  # noqa: N818 (cancelled, not failed)
 class SyncOptions:
     """Where to sync and from where."""
 
-    mirror_dir: Path
+    mirror_dir: MirrorLocation
     upstreams: tuple[str, ...]
     upstream_timeout: float
     #: Seconds between "still resolving" reports while uv works.
@@ -396,8 +397,9 @@ class _Run:
                 sources = self.sources.pop(str(target), [])
                 for item in self.sdists.pop(str(target), []):
                     hit = await self.mirror.local_file(item.name, item.entry)
-                    if hit is not None:
-                        sources.append(Buildable(item.entry["filename"], hit.path))
+                    path = await self.mirror.local_copy(hit.key) if hit is not None else None
+                    if path is not None:
+                        sources.append(Buildable(item.entry["filename"], path))
                 for source in sources:
                     pins = await builds.pins(source, target)
                     if pins:

@@ -30,12 +30,13 @@ from pipdepot.fill.distribution import InvalidDistribution, check_metadata, insp
 from pipdepot.fill.manifest import FORMAT, MANIFEST, ManifestError, Record, read_manifest
 from pipdepot.operations.session import open_mirror
 from pipdepot.server.mirror import ImportedFile, Origin
-from pipdepot.storage.digests import file_sha256
+from pipdepot.storage.digests import stored_sha256
 from pipdepot.storage.store import IntegrityError, StoreKey
 
 if TYPE_CHECKING:
     from pipdepot.core.project import FileEntry, ProjectState
     from pipdepot.server.mirror import Mirror
+    from pipdepot.storage.locate import MirrorLocation
 
 __all__ = ["TransferReport", "export_mirror", "import_mirror"]
 
@@ -58,7 +59,9 @@ class TransferReport:
     size: int = 0
 
 
-async def export_mirror(mirror_dir: Path, out: Path, *, only: set[str] | None = None) -> TransferReport:
+async def export_mirror(
+    mirror_dir: MirrorLocation, out: Path, *, only: set[str] | None = None
+) -> TransferReport:
     """Write the mirror's files (or only the filenames in ``only``) to the tar ``out``.
 
     ``out`` is written beside itself and renamed, so a failed export leaves no half archive.
@@ -84,20 +87,20 @@ async def export_mirror(mirror_dir: Path, out: Path, *, only: set[str] | None = 
             manifest["projects"][state.name] = _project_manifest(state, chosen)
             for entry in chosen:
                 key = state.path_of(entry["filename"]).removeprefix("/")
-                path = mirror_dir / key
-                if not path.is_file():
+                path = await mirror.local_copy(StoreKey(key))
+                if path is None:
                     raise MirrorError(f"{entry['filename']} is recorded but not on disk: run pipdepot check")
                 local = state.local[entry["filename"]]
                 members.append((key, path, local.sha256))
-                metadata = mirror_dir / (key + ".metadata")
-                if metadata.is_file():
+                metadata = await mirror.local_copy(StoreKey(key + ".metadata"))
+                if metadata is not None:
                     members.append((key + ".metadata", metadata, local.metadata_sha256))
                 report.files += 1
                 report.size += state.local[entry["filename"]].size
             report.projects.add(state.name)
-    if only is not None and report.files == 0:
-        raise MirrorError("none of the files the requirements need is in the mirror")
-    _write_tar(out, manifest, members)
+        if only is not None and report.files == 0:
+            raise MirrorError("none of the files the requirements need is in the mirror")
+        _write_tar(out, manifest, members)
     return report
 
 
@@ -179,7 +182,7 @@ def _add_verified(archive: tarfile.TarFile, key: str, path: Path, sha256: str | 
         )
 
 
-async def import_mirror(archive_path: Path, mirror_dir: Path) -> TransferReport:
+async def import_mirror(archive_path: Path, mirror_dir: MirrorLocation) -> TransferReport:
     """Add the files of an export archive to the mirror at ``mirror_dir``, all of them or none.
 
     The manifest is checked whole first; then only the members it names are unpacked into
@@ -312,7 +315,8 @@ async def _plan(
         metadata = _metadata(staged, record)
         existing = await mirror.store.stat(StoreKey(key))
         if existing is not None:
-            if await _sha256(mirror, key) != found.sha256:  # the bytes on disk, whatever the state says
+            on_disk = await stored_sha256(mirror.store, StoreKey(key))  # the bytes, whatever the state says
+            if on_disk != found.sha256:
                 raise MirrorError(f"{key}: the mirror has a different file there; nothing imported")
             state = await mirror.state(record.project)
             if state is not None and record.filename in state.local:
@@ -357,11 +361,3 @@ async def _apply(mirror: Mirror, plan: list[ImportedFile], report: TransferRepor
             with contextlib.suppress(OSError):
                 await mirror.forget(item.name, item.entry["filename"])
         raise MirrorError(f"cannot write {item.entry['filename']}: {exc}; nothing imported") from None
-
-
-async def _sha256(mirror: Mirror, key: str) -> str | None:
-    path = mirror.store.local_path(StoreKey(key))
-    try:
-        return None if path is None else (await asyncio.to_thread(file_sha256, path))[0]
-    except OSError:
-        return None

@@ -22,7 +22,7 @@ from pipdepot.storage.store import COMMIT_MARKER, AlreadyExists, IntegrityError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
-    from typing import Any, BinaryIO
+    from typing import Any
 
     from pipdepot.server.upstream import UpstreamClient
     from pipdepot.storage.store import Store, StoredFile, StoreKey
@@ -68,12 +68,20 @@ class Download:
         fd, name = tempfile.mkstemp(dir=store.spool_directory(), prefix="download-")
         os.close(fd)
         self._spool = Path(name)
-        self._final = store.local_path(key)
+        self._store = store
 
     async def run(
-        self, client: UpstreamClient, store: Store, on_stored: Callable[[StoredFile, str], Awaitable[None]]
+        self,
+        client: UpstreamClient,
+        store: Store,
+        on_stored: Callable[[StoredFile, str], Awaitable[None]],
+        *,
+        prepare: Callable[[Path], Awaitable[None]] | None = None,
     ) -> StoredFile:
-        """Download, verify, commit, record (``on_stored(file, sha256)``), then release the last bytes.
+        """Download, verify, prepare, commit, record, then release the last bytes.
+
+        ``prepare(spool)`` sees the verified local file before it is committed; ``on_stored(file,
+        sha256)`` records it.
 
         Releasing last means that once any client has the whole file, every later
         request finds it recorded as local.
@@ -92,6 +100,8 @@ class Download:
                     self._notify()
             self.digest = digest.hexdigest()
             self._check(final=True)
+            if prepare is not None:
+                await prepare(self._spool)
             marker = self._mark(store)
             self.stored = await self._commit(store)
             await on_stored(self.stored, self.digest)
@@ -147,7 +157,12 @@ class Download:
 
         :raises UpstreamError, IntegrityError: the download failed; stop sending.
         """
-        stream = self._open()
+        try:
+            stream = self._spool.open("rb")
+        except FileNotFoundError:  # committed already, and the spool moved (or uploaded and removed)
+            async for chunk in self._store.stream(self.key):
+                yield chunk
+            return
         try:
             offset = 0
             while True:
@@ -166,10 +181,3 @@ class Download:
                 await self._progress.wait()
         finally:
             stream.close()
-
-    def _open(self) -> BinaryIO:
-        for path in (self._spool, self._final):
-            if path is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    return path.open("rb")
-        raise FileNotFoundError(self.key)

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,7 +65,7 @@ from pipdepot.server.pages import (
 from pipdepot.server.records import Records
 from pipdepot.server.tree import Tree
 from pipdepot.server.upstream import NotFound, NotModified, Partial
-from pipdepot.storage.digests import file_sha256
+from pipdepot.storage.digests import file_sha256, stored_sha256
 from pipdepot.storage.store import COMMIT_MARKER, STATE_DIR, AlreadyExists, IntegrityError, StoreKey
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ logger = logging.getLogger(__name__)
 
 CacheStatus = Literal["hit", "miss", "stale", "offline"]
 #: A state as an offline mirror shows it, and whether its page lists only ``local`` files.
-View: TypeAlias = Callable[[ProjectState], tuple[ProjectState, bool]]
+View: TypeAlias = Callable[[ProjectState], Awaitable[tuple[ProjectState, bool]]]
 _STATES = f"{STATE_DIR}/projects"
 _BACKOFF = 15.0
 _RENDERED_BYTES = 16 * 1024 * 1024
@@ -136,9 +136,10 @@ class ImportedFile:
 
 @dataclass(frozen=True, slots=True)
 class FileHit:
-    """A file present in the store."""
+    """A file present in the store (``path``: where the OS can send it from, if the store is local)."""
 
-    path: Path
+    key: StoreKey
+    path: Path | None
     size: int
 
 
@@ -184,6 +185,8 @@ class Mirror:
         #: every page is served stale at once instead of after a failed attempt each.
         self._down_until: dict[str, tuple[float, str]] = {}
         self._tasks: set[asyncio.Task[object]] = set()
+        #: Where files of an object store are copied for what needs a local path (builds, export).
+        self._copies: Path | None = None
         #: Files this process downloaded, by filename, whoever asked (``sync`` reports and prunes them).
         self.downloaded: dict[str, NormalizedName] = {}
 
@@ -226,12 +229,13 @@ class Mirror:
         filename = key.rsplit("/", 1)[-1]
         if record is not None and filename in record.local:
             return
-        path = self.store.local_path(key)
         entry, sha256 = described.get("entry"), described.get("sha256")
-        if name is not None and isinstance(entry, dict) and sha256 and path is not None and path.is_file():
+        path = await self.local_copy(key) if isinstance(entry, dict) and sha256 else None
+        if name is not None and isinstance(entry, dict) and path is not None:
             digest, size = await asyncio.to_thread(file_sha256, path)
             if digest == sha256:
-                await self._record_download(name, entry, size, sha256)
+                metadata = await self._store_metadata(entry, path)
+                await self._add_local(name, entry, LocalFile(sha256, size, metadata))
                 logger.warning("recorded %s: moved into the tree, then its writer was killed", key)
                 return
         with contextlib.suppress(ValueError):  # not a key: nothing to remove
@@ -246,6 +250,29 @@ class Mirror:
         await self.tree.flush()
         if self._census is not None and not self._census.done():
             self._census.cancel()
+        if self._copies is not None:
+            shutil.rmtree(self._copies, ignore_errors=True)
+
+    async def local_copy(self, key: StoreKey) -> Path | None:
+        """A local path with the bytes of ``key``; ``None``: no such file.
+
+        The file itself, or a copy of an object store's, removed when the mirror closes.
+        """
+        path = self.store.local_path(key)
+        if path is not None:
+            return path if path.is_file() else None
+        if self._copies is None:
+            self._copies = Path(tempfile.mkdtemp(dir=self.store.spool_directory(), prefix="copies-"))
+        copy = self._copies / str(len(list(self._copies.iterdir()))) / key.rsplit("/", 1)[-1]
+        copy.parent.mkdir()
+        try:
+            with copy.open("wb") as stream:
+                async for chunk in self.store.stream(key):
+                    await asyncio.to_thread(stream.write, chunk)
+        except FileNotFoundError:
+            shutil.rmtree(copy.parent, ignore_errors=True)
+            return None
+        return copy
 
     async def local_projects(self) -> tuple[str, ...]:
         """The projects with files in the store, sorted."""
@@ -343,7 +370,7 @@ class Mirror:
         :raises UpstreamError: no upstream answered and nothing is cached.
         """
         if self.offline:
-            return self._offline_page(await (self._load(name) if self.view else self._load_local(name)))
+            return await self._offline_page(await (self._load(name) if self.view else self._load_local(name)))
         head = await self._head(name)
         if head is not None and self._is_fresh(head[1]):
             state = await self._load(name)
@@ -389,12 +416,12 @@ class Mirror:
         self._heads.setdefault(name, (generation, fetched_at))
         return self._heads[name]
 
-    def _offline_page(self, state: ProjectState | None) -> PageResult | None:
+    async def _offline_page(self, state: ProjectState | None) -> PageResult | None:
         if state is None:
             return None
         local_only = True
         if self.view is not None:
-            state, local_only = self.view(state)
+            state, local_only = await self.view(state)
         if not (state.local if local_only else state.files):
             return None
         return PageResult(state, local_only=local_only, cache="offline")
@@ -564,9 +591,9 @@ class Mirror:
         key = _key_of(entry)
         stored = await self.store.stat(key)
         path = self.store.local_path(key)
-        if stored is None or path is None or stored.size != state.local[entry["filename"]].size:
+        if stored is None or stored.size != state.local[entry["filename"]].size:
             return None  # gone or cut short behind the mirror's back: fetched again
-        return FileHit(path, stored.size)
+        return FileHit(key, path, stored.size)
 
     def download(self, name: NormalizedName, entry: FileEntry) -> Download | None:
         """The download of a file not in the store, started if no one started it; ``None`` offline."""
@@ -655,24 +682,12 @@ class Mirror:
         try:
             await self.store.put(key, source, sha256=sha256, create=True)
         except AlreadyExists:
-            path = self.store.local_path(key)
-            digest = (await asyncio.to_thread(file_sha256, path))[0] if path is not None else None
-            if digest is None:
-                digest = await self._digest(key)
+            digest = await stored_sha256(self.store, key)
             if digest != sha256:
                 raise IntegrityError(
                     f"{key.rsplit('/', 1)[-1]} is already in the mirror with other content "
                     f"(sha256 {digest[:12] if digest else '?'}..., this one {sha256[:12]}...)"
                 ) from None
-
-    async def _digest(self, key: StoreKey) -> str | None:
-        digest = hashlib.sha256()
-        try:
-            async for chunk in self.store.stream(key):
-                digest.update(chunk)
-        except FileNotFoundError:
-            return None
-        return digest.hexdigest()
 
     async def import_file(self, item: ImportedFile) -> None:
         """Move a verified file (``staged``, in the spool) into the store and list it.
@@ -787,14 +802,19 @@ class Mirror:
         assert self.client is not None  # noqa: S101
         started = time.monotonic()
 
+        metadata: list[str | None] = [None]
+
+        async def prepare(spool: Path) -> None:  # before the commit: the spool is a local file on any store
+            metadata[0] = await self._store_metadata(entry, spool)
+
         async def record(stored: StoredFile, sha256: str) -> None:
-            await self._record_download(name, entry, stored.size, sha256)
+            await self._add_local(name, entry, LocalFile(sha256, stored.size, metadata[0]))
             self.downloaded[entry["filename"]] = name
             elapsed = (time.monotonic() - started) * 1000
             logger.info("cached %s (%d bytes, %.0f ms)", download.key, stored.size, elapsed)
 
         try:
-            await download.run(self.client, self.store, record)
+            await download.run(self.client, self.store, record, prepare=prepare)
         except (UpstreamError, IntegrityError, OSError) as exc:
             self.metrics.upstream_errors += isinstance(exc, UpstreamError)
             logger.warning("download of %s failed: %s", download.url, exc)
@@ -802,17 +822,14 @@ class Mirror:
             self._downloads.pop(download.key, None)
             self.metrics.bytes_fetched += download.written
 
-    async def _record_download(self, name: NormalizedName, entry: FileEntry, size: int, sha256: str) -> None:
-        """Record a downloaded file that is in the store (its metadata extracted first, for a wheel)."""
-        metadata_sha256 = None
-        if entry["filename"].endswith(".whl") and not entry.get("core-metadata"):
-            metadata_sha256 = await self._extract_and_store_metadata(entry)
-        await self._add_local(name, entry, LocalFile(sha256, size, metadata_sha256))
+    async def _store_metadata(self, entry: FileEntry, path: Path) -> str | None:
+        """Store a wheel's METADATA as ``<file>.metadata`` (PEP 658); its sha256.
 
-    async def _extract_and_store_metadata(self, entry: FileEntry) -> str | None:
-        """Store the wheel's METADATA as ``<file>.metadata`` (PEP 658) and return its sha256."""
-        path = self.store.local_path(_key_of(entry))
-        data = await asyncio.to_thread(_extract_metadata, path) if path is not None else None
+        Only for a wheel whose upstream offers no metadata file; read from the local file ``path``.
+        """
+        if not entry["filename"].endswith(".whl") or entry.get("core-metadata"):
+            return None
+        data = await asyncio.to_thread(_extract_metadata, path)
         if data is None:
             return None
         await self.store.put(StoreKey(_key_of(entry) + ".metadata"), data)

@@ -28,8 +28,6 @@ from pipdepot.server.upstream import one_line
 from pipdepot.storage.store import IntegrityError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from aiohttp.abc import AbstractStreamWriter
     from aiohttp.web_request import BaseRequest
     from aiohttp.web_response import StreamResponse
@@ -37,7 +35,7 @@ if TYPE_CHECKING:
     from pipdepot.core.names import NormalizedName
     from pipdepot.core.project import FileEntry
     from pipdepot.server.download import Download
-    from pipdepot.server.mirror import Mirror
+    from pipdepot.server.mirror import FileHit, Mirror
     from pipdepot.server.pages import Encoding, RenderedPage
 
 __all__ = ["AccessLogger", "create_server"]
@@ -338,7 +336,7 @@ class _Routes:
             return await self.metadata(name, entry)
         hit = await self.mirror.local_file(name, entry)
         if hit is not None:
-            return self.send(request, hit.path, hit.size, "hit")
+            return await self.send(request, hit, "hit")
         return await self.uncached(request, path, name, entry)
 
     async def uncached(  # noqa: PLR0911 (one answer per case)
@@ -362,7 +360,7 @@ class _Routes:
             hit = await self.mirror.local_file(name, entry)
             if hit is None:
                 return _bad_gateway(f"download of {entry['filename']} failed", download.error)
-            return self.send(request, hit.path, hit.size, "miss")
+            return await self.send(request, hit, "miss")
         return await self.stream(request, path, download)
 
     async def pass_range(self, request: BaseRequest, entry: FileEntry) -> web.StreamResponse | None:
@@ -410,11 +408,47 @@ class _Routes:
         headers = {**_file_headers("hit" if cached else "miss"), "Content-Type": "application/octet-stream"}
         return web.Response(body=data, headers=headers)
 
-    def send(self, request: BaseRequest, path: Path, size: int, cache: str) -> web.StreamResponse:
-        """The OS's zero-copy path (sendfile), with Range, If-Range and HEAD."""
-        self.mirror.metrics.bytes_served += size * (request.method == "GET")
-        response = _FileResponse(path, headers=_file_headers(cache))
+    async def send(self, request: BaseRequest, hit: FileHit, cache: str) -> web.StreamResponse:
+        """A stored file, with Range and HEAD.
+
+        A local file goes by the OS's zero-copy path (sendfile, If-Range too); an object store's is streamed.
+        """
+        if hit.path is None:
+            return await self.send_stored(request, hit, cache)
+        self.mirror.metrics.bytes_served += hit.size * (request.method == "GET")
+        response = _FileResponse(hit.path, headers=_file_headers(cache))
         response.content_type = "application/octet-stream"
+        return response
+
+    async def send_stored(self, request: BaseRequest, hit: FileHit, cache: str) -> web.StreamResponse:
+        """Stream a file of an object store: whole, or one ``Range`` (an ``If-Range`` gets it whole)."""
+        headers = {**_file_headers(cache), "Content-Type": "application/octet-stream"}
+        start, end, status = 0, hit.size, 200
+        if "Range" in request.headers and "If-Range" not in request.headers:
+            try:
+                wanted = request.http_range
+            except ValueError:
+                wanted = slice(None, None)
+            start, end, _ = wanted.indices(hit.size)
+            if start >= end:
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{hit.size}"})
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{hit.size}"
+        headers["Content-Length"] = str(end - start)
+        response = web.StreamResponse(status=status, headers=headers)
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        try:
+            async for chunk in self.mirror.store.stream(hit.key, start, end):
+                await response.write(chunk)
+                self.mirror.metrics.bytes_served += len(chunk)
+        except OSError as exc:
+            logger.warning("cut %s short: %s", hit.key, exc)
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()
         return response
 
     async def operations(self, path: str) -> web.StreamResponse:

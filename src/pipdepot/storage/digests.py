@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["file_sha256"]
+    from pipdepot.storage.store import Store, StoreKey
+
+__all__ = ["file_sha256", "stored_sha256"]
 
 _CHUNK = 1 << 20
 
@@ -29,3 +32,17 @@ def file_sha256(path: Path) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
+
+
+async def stored_sha256(store: Store, key: StoreKey) -> str | None:
+    """The sha256 of a stored file (read from its local path, or streamed); ``None``: not readable."""
+    path = store.local_path(key)
+    try:
+        if path is not None:
+            return (await asyncio.to_thread(file_sha256, path))[0]
+        digest = hashlib.sha256()
+        async for chunk in store.stream(key):
+            digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import urlsplit
 
 from pipdepot.errors import ConfigError
@@ -24,7 +25,14 @@ if TYPE_CHECKING:
 
     from pipdepot.storage.store import Store
 
-__all__ = ["is_object_store", "open_store", "parse_s3_location"]
+__all__ = [
+    "MirrorLocation",
+    "S3Location",
+    "is_object_store",
+    "open_location",
+    "open_store",
+    "parse_s3_location",
+]
 
 _SCHEME = "s3://"
 #: S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens, a letter or digit at each end.
@@ -33,6 +41,45 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 def __dir__() -> list[str]:
     return __all__
+
+
+#: The variables an S3 client reads (besides ``AWS_*``): where ``~/.aws`` and the cache are.
+_S3_ENVIRON = ("HOME", "XDG_CACHE_HOME")
+
+
+@dataclass(frozen=True, slots=True)
+class S3Location:
+    """``s3://BUCKET/PREFIX`` and the AWS variables it is opened with (settings read them, not the store)."""
+
+    url: str
+    environ: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, url: str, environ: Mapping[str, str]) -> S3Location:
+        """The location ``url`` (checked), with what of ``environ`` an S3 client reads.
+
+        :raises ConfigError: ``url`` is not a usable ``s3://`` location.
+        """
+        parse_s3_location(url)
+        kept = sorted((k, v) for k, v in environ.items() if k.startswith("AWS_") or k in _S3_ENVIRON)
+        return cls(url, tuple(kept))
+
+    def __str__(self) -> str:
+        return self.url
+
+
+#: A mirror is a directory or a prefix of an S3 bucket.
+MirrorLocation: TypeAlias = Path | S3Location
+
+
+def open_location(location: MirrorLocation) -> Store:
+    """The store at ``location``.
+
+    :raises ConfigError: the AWS files cannot be read.
+    """
+    if isinstance(location, S3Location):
+        return open_store(location.url, environ=dict(location.environ))
+    return FilesystemStore(location)
 
 
 def is_object_store(location: str) -> bool:
