@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from tests.seaweed import Seaweed
 
 #: ``--mirror s3://...`` reaches every command once the integrator's wiring is on main.
-S3_WIRED = False
+S3_WIRED = True
 S3_NOT_WIRED = "--mirror s3://BUCKET/PREFIX is not wired through settings/session/server on main yet"
 
 CLIENTS = 50
