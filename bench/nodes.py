@@ -3,11 +3,11 @@
 Run: ``.venv/bin/python bench/nodes.py [--seconds 5] [--rounds 3] [--parallel 4]``. For each of
 the four set-ups (store x nodes) it starts the nodes behind a real nginx (tests/nodes.py: the
 configuration docs/SCALE.md quotes; one node is behind nginx too, so the hop is the same), fills
-the mirror with one pip install of 20 small wheels from a local fake upstream, then measures,
-through nginx:
+the mirror with one pip install of 20 small wheels from a local fake upstream (each set-up its own),
+then measures through nginx, all four set-ups up at once and measured in rounds whose order rotates
+(this machine drifts between fast and slow phases over minutes), medians of the rounds:
 
-- a warm pip install of the 20 wheels, alone (median of ``--rounds``), and ``--parallel`` of them
-  at once (installs a minute);
+- a warm pip install of the 20 wheels, alone, and ``--parallel`` of them at once (installs a minute);
 - page rate: wrk ``-t2 -c32`` on one project page (PEP 691 JSON, gzip), and on one cached wheel.
 
 It starts its own SeaweedFS (the test extra's ``weed``) and stops everything by PID. Server,
@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,52 +74,73 @@ def wrk(url: str, headers: dict[str, str], seconds: int) -> dict[str, Any]:
     return result
 
 
-def measure(nodes: Nodes, scratch: Path, file_path: str, options: argparse.Namespace) -> dict[str, Any]:
-    """Fill the mirror through the nodes, then time warm installs and page and file rates."""
-    install(nodes.index, scratch / "fill")  # cold: fills the store from upstream
-    install(nodes.index, scratch / "settle")  # every node has now read the records once
-    alone = [install(nodes.index, scratch / f"alone-{n}") for n in range(options.rounds)]
-    started = time.perf_counter()
-    with ThreadPoolExecutor(options.parallel) as pool:
-        list(pool.map(lambda n: install(nodes.index, scratch / f"parallel-{n}"), range(options.parallel)))
-    parallel = time.perf_counter() - started
-    page = wrk(f"{nodes.index}bench-00/", {"Accept": JSON, "Accept-Encoding": "gzip"}, options.seconds)
-    wheel = wrk(nodes.url + file_path, {}, options.seconds)
-    return {
-        "install_alone_s": round(statistics.median(alone), 2),
-        "install_alone_runs_s": [round(s, 2) for s in alone],
-        "installs_parallel": options.parallel,
-        "installs_per_min": round(options.parallel * 60 / parallel, 1),
-        "page_req_s": page["req_s"],
-        "page_p99_ms": page["p99_ms"],
-        "page_errors": page["non_2xx"] + page["socket_errors"],
-        "wheel_req_s": wheel["req_s"],
-        "wheel_p99_ms": wheel["p99_ms"],
-        "wheel_errors": wheel["non_2xx"] + wheel["socket_errors"],
-        "wrk_page": page["command"],
-    }
+@dataclass
+class Setup:
+    """One store with ``count`` nodes behind nginx, and its own fake upstream (so fetches are its own)."""
+
+    name: str
+    nodes: Nodes
+    upstream: FakeUpstream
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    wrk_commands: dict[str, str] = field(default_factory=dict)
+    errors: int = 0
+
+    def add(self, key: str, value: float | None) -> None:
+        """One sample of ``key`` (a wrk run that failed has none)."""
+        if value is not None:
+            self.samples.setdefault(key, []).append(value)
+
+    def result(self) -> dict[str, Any]:
+        """The medians, every sample, and how often upstream was asked for a wheel."""
+        wheels = [d.url_path for dists in self.upstream.projects.values() for d in dists]
+        medians = {key: round(statistics.median(values), 2) for key, values in self.samples.items()}
+        return {
+            **medians,
+            "samples": self.samples,
+            "wrk_errors": self.errors,
+            "upstream_wheel_fetches": sum(self.upstream.hits[path] for path in wheels),
+            "wrk": self.wrk_commands,
+        }
 
 
-def run_setup(  # noqa: PLR0913 (one set-up: where, what, how many)
-    root: Path, store: str, location: str, env: dict[str, str], *, count: int, options: argparse.Namespace
-) -> dict[str, Any]:
-    """Start a fresh upstream and ``count`` nodes over ``location``; measure; stop them all by PID."""
+def start_setup(root: Path, name: str, location: str, env: dict[str, str], count: int) -> Setup:
+    """A fresh upstream and ``count`` nodes over ``location``, behind nginx."""
     upstream = FakeUpstream(with_metadata=True)
     for path in sorted((root / "wheels").iterdir()):
         upstream.add(path)
     upstream.start()
-    scratch = root / f"{store}-{count}"
-    nodes = Nodes(scratch / "nodes", location, upstream.url, count=count, env=env)
+    nodes = Nodes(root / name, location, upstream.url, count=count, env=env)
     try:
         nodes.start()
-        (dist,) = upstream.projects["bench-00"]
-        result = measure(nodes, scratch, dist.url_path, options)
-        wheels = [d.url_path for dists in upstream.projects.values() for d in dists]
-        result["upstream_wheel_fetches"] = sum(upstream.hits[path] for path in wheels)
-        return result
-    finally:
-        nodes.stop()
+    except BaseException:
         upstream.stop()
+        raise
+    return Setup(name, nodes, upstream)
+
+
+def one_round(setups: list[Setup], number: int, root: Path, options: argparse.Namespace) -> None:
+    """Each measure once on every set-up, in an order rotated each round (the machine drifts)."""
+    order = setups[number % len(setups) :] + setups[: number % len(setups)]
+    for setup in order:
+        setup.add("install_alone_s", install(setup.nodes.index, root / "t" / f"{setup.name}-{number}"))
+    for setup in order:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(options.parallel) as pool:
+            targets = [root / "t" / f"{setup.name}-{number}-{n}" for n in range(options.parallel)]
+            list(pool.map(lambda target, s=setup: install(s.nodes.index, target), targets))
+        setup.add("installs_per_min", options.parallel * 60 / (time.perf_counter() - started))
+    for setup in order:
+        (dist,) = setup.upstream.projects["bench-00"]
+        headers = {"Accept": JSON, "Accept-Encoding": "gzip"}
+        for key, url, sent in (
+            ("page_req_s", f"{setup.nodes.index}bench-00/", headers),
+            ("wheel_req_s", setup.nodes.url + dist.url_path, {}),
+        ):
+            answer = wrk(url, sent, options.seconds)
+            setup.add(key, answer["req_s"])
+            setup.add(key.replace("req_s", "p99_ms"), answer["p99_ms"])
+            setup.errors += answer["non_2xx"] + answer["socket_errors"]
+            setup.wrk_commands[key] = answer["command"]
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -148,13 +170,13 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    """Measure the four set-ups and print the JSON and the table."""
+    """Measure the four set-ups, all up at once, in rotated rounds; print the JSON and the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5, help="each wrk run (default 5)")
-    parser.add_argument("--rounds", type=int, default=3, help="warm installs alone (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every measure (default 3)")
     parser.add_argument("--parallel", type=int, default=4, help="warm installs at once (default 4)")
     options = parser.parse_args()
-    results: dict[str, dict[str, Any]] = {}
+    setups: list[Setup] = []
     with tempfile.TemporaryDirectory(prefix="nodes-bench-") as directory:
         root = Path(directory)
         for name in WHEELS:
@@ -162,16 +184,24 @@ def main() -> None:
         seaweed = Seaweed(root / "seaweed")
         seaweed.start()
         try:
-            for count in (1, 3):
-                for store in ("filesystem", "s3"):
+            for store in ("filesystem", "s3"):
+                for count in (1, 3):
+                    name = f"{store}-{count}"
                     location = str(root / f"mirror-{count}") if store == "filesystem" else seaweed.location()
                     env = dict(seaweed.env) if store == "s3" else {}
-                    print(f"{store}, {count} node(s)...", file=sys.stderr, flush=True)
-                    results[f"{store}-{count}"] = run_setup(
-                        root, store, location, env, count=count, options=options
-                    )
+                    setups.append(start_setup(root, name, location, env, count))
+            for setup in setups:  # cold: fills the store from upstream; then every node has read it once
+                install(setup.nodes.index, root / "t" / f"{setup.name}-fill")
+                install(setup.nodes.index, root / "t" / f"{setup.name}-settle")
+            for number in range(options.rounds):
+                print(f"round {number + 1} of {options.rounds}...", file=sys.stderr, flush=True)
+                one_round(setups, number, root, options)
         finally:
+            for setup in setups:
+                setup.nodes.stop()
+                setup.upstream.stop()
             seaweed.stop()
+    results = {setup.name: setup.result() for setup in setups}
     print(json.dumps({"cpus": os.cpu_count(), "options": vars(options), "results": results}, indent=2))
     print(table(results))
 
