@@ -50,6 +50,7 @@ from pipdepot.core.project import (
 from pipdepot.core.urls import redact_url
 from pipdepot.errors import UpstreamError
 from pipdepot.server.download import Download
+from pipdepot.server.leases import Leases
 from pipdepot.server.pages import (
     CONTENT_TYPES,
     RenderedPage,
@@ -170,6 +171,8 @@ class Mirror:
         #: The local records (local files only), for offline pages and file hits; shared with other writers.
         self.records = Records(store)
         self.tree = Tree(store, self.records, metrics)
+        #: One upstream fetch per file across every process serving this store.
+        self.leases = Leases(store)
         self._census: asyncio.Task[None] | None = None
         #: Generation and fetch time of every project seen, to answer a fresh rendered page without its state.
         self._heads: dict[NormalizedName, tuple[int, float]] = {}
@@ -611,6 +614,7 @@ class Mirror:
             size=size if isinstance(size, int) else None,
             sha256=(entry.get("hashes") or {}).get("sha256"),
             entry=dict(entry),
+            leases=self.leases,
         )
         self._downloads[key] = download
         task: asyncio.Task[object] = asyncio.create_task(self._run_download(name, entry, download))
@@ -815,12 +819,23 @@ class Mirror:
 
         try:
             await download.run(self.client, self.store, record, prepare=prepare)
+            if download.adopted:  # another process downloaded it: its record follows its commit
+                await self._recorded_elsewhere(name, entry["filename"])
         except (UpstreamError, IntegrityError, OSError) as exc:
             self.metrics.upstream_errors += isinstance(exc, UpstreamError)
             logger.warning("download of %s failed: %s", download.url, exc)
         finally:
             self._downloads.pop(download.key, None)
             self.metrics.bytes_fetched += download.written
+
+    async def _recorded_elsewhere(self, name: NormalizedName, filename: str) -> None:
+        """Wait (a few seconds at most) for the process that committed ``filename`` to record it."""
+        for _ in range(50):
+            record = await self.records.get(name, recheck=True)
+            if record is not None and filename in record.local:
+                self._drop(name)
+                return
+            await asyncio.sleep(0.1)
 
     async def _store_metadata(self, entry: FileEntry, path: Path) -> str | None:
         """Store a wheel's METADATA as ``<file>.metadata`` (PEP 658); its sha256.
