@@ -34,6 +34,10 @@ class Depot:
     process: subprocess.Popen[bytes] | None = None
     #: A command the server runs under (``prlimit --nofile=...``).
     prefix: tuple[str, ...] = ()
+    #: ``--mirror`` when it is not the directory ``mirror`` (``s3://BUCKET/PREFIX``).
+    location: str | None = None
+    #: Variables added to the server's clean environment (the AWS ones for a bucket).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -52,11 +56,14 @@ class Depot:
             "--port",
             str(self.port),
             "--mirror",
-            str(self.mirror),
+            self.location or str(self.mirror),
         ]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [*self.prefix, *argv, *self.args], stdout=log, stderr=subprocess.STDOUT, env=clean_environ()
+                [*self.prefix, *argv, *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=clean_environ(**self.env),
             )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

@@ -24,6 +24,7 @@ from pipdepot.operations.inject import inject, require_os_root, restore
 from pipdepot.operations.plan import PlanReport, make_plan
 from pipdepot.operations.serve import serve
 from pipdepot.settings import PlanFlags, ServeFlags, Settings, load_serve_settings, load_settings
+from pipdepot.storage.store import StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -589,6 +590,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         if exc.hint:
             click.echo(f"hint: {exc.hint}", err=True)
         sys.exit(2 if isinstance(exc, UsageError) else 1)
+    except StoreError as exc:  # an object store unreachable, slow or refusing: its one line
+        click.echo(f"pipdepot: error: {exc}", err=True)
+        sys.exit(1)
     except click.exceptions.Abort:
         click.echo("pipdepot: aborted", err=True)
         sys.exit(130)

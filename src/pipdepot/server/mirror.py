@@ -198,9 +198,18 @@ class Mirror:
         """Whether upstream is never contacted."""
         return self.client is None
 
-    async def start(self) -> None:
-        """Count what the tree holds, in the background: start-up reads nothing that grows with the mirror."""
-        self._census = asyncio.create_task(self.tree.census(max_age=0))
+    def start(self) -> None:
+        """Count what the tree holds for the metrics, in the background.
+
+        A server's start-up reads nothing that grows with the mirror.
+        """
+        self._census = asyncio.create_task(self._first_census())
+
+    async def _first_census(self) -> None:
+        try:
+            await self.tree.census(max_age=0)
+        except OSError as exc:  # counted again when asked (/+metrics); the store's failure is said once here
+            logger.warning("could not count the mirror's files: %s", exc)
 
     async def census(self) -> None:
         """Bring the metrics' counts up to date (the first count, then at most once a minute)."""
