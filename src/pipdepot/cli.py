@@ -312,9 +312,11 @@ def chroot_command(
 @click.option(
     "--mirror",
     "mirror_dir",
-    metavar="DIR",
+    metavar="DIR|s3://BUCKET/PREFIX",
     help="The cache: a static PEP 503 tree (usable as file://DIR, by nginx, and mounted by "
-    "`pipdepot inject`), with the server's state in DIR/.pipdepot. [env: PIPDEPOT_MIRROR_DIR, "
+    "`pipdepot inject`), with the server's state in DIR/.pipdepot; or the same tree in a bucket "
+    "(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID... and ~/.aws as for every S3 tool). Any number of "
+    "serve, sync, add and import processes may share it. [env: PIPDEPOT_MIRROR_DIR, "
     "DIB_IMAGE_CACHE/pypi/mirror; default: ~/.cache/image-create/pypi/mirror]",
 )
 @click.option(
