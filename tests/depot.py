@@ -34,10 +34,10 @@ class Depot:
     process: subprocess.Popen[bytes] | None = None
     #: A command the server runs under (``prlimit --nofile=...``).
     prefix: tuple[str, ...] = ()
-    #: Variables added to the server's clean environment (the AWS variables, its own XDG_CACHE_HOME).
-    env: dict[str, str] = field(default_factory=dict)
-    #: ``--mirror`` when it is not the directory ``mirror`` (an ``s3://BUCKET/PREFIX`` location).
+    #: ``--mirror`` when it is not the directory ``mirror`` (``s3://BUCKET/PREFIX``).
     location: str | None = None
+    #: Variables added to the server's clean environment (the AWS ones for a bucket).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:

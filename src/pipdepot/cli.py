@@ -24,6 +24,7 @@ from pipdepot.operations.inject import inject, require_os_root, restore
 from pipdepot.operations.plan import PlanReport, make_plan
 from pipdepot.operations.serve import serve
 from pipdepot.settings import PlanFlags, ServeFlags, Settings, load_serve_settings, load_settings
+from pipdepot.storage.store import StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -311,9 +312,11 @@ def chroot_command(
 @click.option(
     "--mirror",
     "mirror_dir",
-    metavar="DIR",
+    metavar="DIR|s3://BUCKET/PREFIX",
     help="The cache: a static PEP 503 tree (usable as file://DIR, by nginx, and mounted by "
-    "`pipdepot inject`), with the server's state in DIR/.pipdepot. [env: PIPDEPOT_MIRROR_DIR, "
+    "`pipdepot inject`), with the server's state in DIR/.pipdepot; or the same tree in a bucket "
+    "(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID... and ~/.aws as for every S3 tool). Any number of "
+    "serve, sync, add and import processes may share it. [env: PIPDEPOT_MIRROR_DIR, "
     "DIB_IMAGE_CACHE/pypi/mirror; default: ~/.cache/image-create/pypi/mirror]",
 )
 @click.option(
@@ -589,6 +592,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         if exc.hint:
             click.echo(f"hint: {exc.hint}", err=True)
         sys.exit(2 if isinstance(exc, UsageError) else 1)
+    except StoreError as exc:  # an object store unreachable, slow or refusing: its one line
+        click.echo(f"pipdepot: error: {exc}", err=True)
+        sys.exit(1)
     except click.exceptions.Abort:
         click.echo("pipdepot: aborted", err=True)
         sys.exit(130)

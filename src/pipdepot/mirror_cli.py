@@ -43,9 +43,10 @@ def _mirror_option(command: F) -> F:
     return click.option(
         "--mirror",
         "mirror_dir",
-        metavar="DIR",
-        help="The local mirror. [env: PIPDEPOT_MIRROR_DIR, DIB_IMAGE_CACHE/pypi/mirror; "
-        "default: ~/.cache/image-create/pypi/mirror]",
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="The mirror: a directory, or a bucket prefix reached with the standard AWS variables "
+        "and ~/.aws files; other pipdepot processes may write it at the same time. "
+        "[env: PIPDEPOT_MIRROR_DIR, DIB_IMAGE_CACHE/pypi/mirror; default: ~/.cache/image-create/pypi/mirror]",
     )(command)
 
 

@@ -78,6 +78,7 @@ async def _serve(settings: ServeSettings) -> None:
         ttl=settings.ttl,
         read_only_ok=settings.offline,
     ) as mirror:
+        mirror.start()
         describe: dict[str, object] = {
             "mirror_dir": str(settings.mirror_dir),
             "upstreams": [redact_url(u) for u in settings.upstreams],

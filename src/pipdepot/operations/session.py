@@ -90,7 +90,6 @@ async def open_mirror(  # noqa: PLR0913 (keyword-only settings of one mirror)
         mirror = Mirror(
             store, client, upstreams, ttl=ttl, metrics=Metrics(), fresh_after=fresh_after, view=view
         )
-        await mirror.start()
         if writer:
             await mirror.recover()
         try:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,13 +25,16 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
     from typing import Any
 
+    from pipdepot.server.leases import Leases
     from pipdepot.server.upstream import UpstreamClient
     from pipdepot.storage.store import Store, StoredFile, StoreKey
 
-__all__ = ["Download"]
+__all__ = ["LEASE_WAIT", "Download"]
 
 logger = logging.getLogger(__name__)
 
+#: Seconds a client waits at most for another process's download of the file it asked for.
+LEASE_WAIT = 900.0
 #: Bytes a follower may not have until the file is verified.
 HOLDBACK = 64 * 1024
 _READ = 256 * 1024
@@ -52,6 +56,7 @@ class Download:
         size: int | None,
         sha256: str | None,
         entry: dict[str, Any] | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.url = url
         #: Upstream's entry for the file, written into the commit marker so a killed writer's file is kept.
@@ -64,6 +69,11 @@ class Download:
         self.stored: StoredFile | None = None
         self.error: BaseException | None = None
         self.done = asyncio.Event()
+        #: Bytes are coming from upstream into the spool (this process holds the file's lease).
+        self.started = False
+        #: Another process committed the file while this one waited for its lease: read it from the store.
+        self.adopted = False
+        self._leases = leases
         self._progress = asyncio.Event()
         fd, name = tempfile.mkstemp(dir=store.spool_directory(), prefix="download-")
         os.close(fd)
@@ -89,7 +99,14 @@ class Download:
         :raises UpstreamError, IntegrityError: to whoever awaits this; followers see ``error``.
         """
         digest = hashlib.sha256()
+        lease = None
         try:
+            if self._leases is not None:
+                lease = await self._leases.acquire(self.key, deadline=time.monotonic() + LEASE_WAIT)
+                if lease is None:
+                    return await self._adopt(store)
+            self.started = True
+            self._notify()
             with self._spool.open("wb") as spool:
                 async for chunk in client.stream(self.url):
                     spool.write(chunk)
@@ -112,9 +129,20 @@ class Download:
                 self._spool.unlink()
             raise
         finally:
+            if lease is not None:
+                await lease.release()
             self.done.set()
             self._notify()
         return self.stored
+
+    async def _adopt(self, store: Store) -> StoredFile:
+        """The file another process committed while this one waited: sent from the store."""
+        self._spool.unlink(missing_ok=True)
+        stored = await store.stat(self.key)
+        if stored is None:
+            raise IntegrityError(f"{self.key}: committed by another process, then gone")
+        self.stored, self.adopted, self.written = stored, True, stored.size
+        return stored
 
     async def _commit(self, store: Store) -> StoredFile:
         """Move the verified spool to its key, create-only: another writer's copy, if first, is kept.
@@ -157,9 +185,15 @@ class Download:
 
         :raises UpstreamError, IntegrityError: the download failed; stop sending.
         """
+        while not (self.started or self.done.is_set()):  # waiting for the lease
+            await self._progress.wait()
+        if self.error is not None:
+            raise self.error
         try:
-            stream = self._spool.open("rb")
+            stream = None if self.adopted else self._spool.open("rb")
         except FileNotFoundError:  # committed already, and the spool moved (or uploaded and removed)
+            stream = None
+        if stream is None:
             async for chunk in self._store.stream(self.key):
                 yield chunk
             return

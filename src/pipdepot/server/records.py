@@ -63,6 +63,11 @@ class Records:
         self.store = store
         self.max_age = max_age
         self._kept: OrderedDict[NormalizedName, _Kept] = OrderedDict()
+        self._locks: dict[NormalizedName, asyncio.Lock] = {}
+
+    def lock(self, name: NormalizedName) -> asyncio.Lock:
+        """The lock on ``name`` in this process: its own changes in order (others: compare-and-swap)."""
+        return self._locks.setdefault(name, asyncio.Lock())
 
     async def get(self, name: NormalizedName, *, recheck: bool = False) -> ProjectState | None:
         """The record of ``name`` as a state listing its local files only; ``None``: no record.

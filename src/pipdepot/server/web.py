@@ -25,7 +25,7 @@ from pipdepot.core.names import normalize_project
 from pipdepot.errors import UpstreamError
 from pipdepot.server.pages import CONTENT_TYPES, choose_encoding, negotiate
 from pipdepot.server.upstream import one_line
-from pipdepot.storage.store import IntegrityError
+from pipdepot.storage.store import IntegrityError, StoreError
 
 if TYPE_CHECKING:
     from aiohttp.abc import AbstractStreamWriter
@@ -85,7 +85,11 @@ def create_server(
 
     async def handle(request: BaseRequest) -> web.StreamResponse:
         refused = _refusal(request)
-        response = refused if refused is not None else await routes.dispatch(request)
+        try:
+            response = refused if refused is not None else await routes.dispatch(request)
+        except StoreError as exc:  # an object store down or refusing: one line, and a status to retry on
+            logger.warning("store unavailable: %s", exc)
+            response = _text(503, f"the mirror's store is unavailable: {exc}")
         mirror.metrics.answered(response.headers.get(_CACHE_HEADER))  # as its access line says
         return response
 
