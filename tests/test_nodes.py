@@ -45,10 +45,6 @@ if TYPE_CHECKING:
 
     from tests.seaweed import Seaweed
 
-#: ``--mirror s3://...`` reaches every command once the integrator's wiring is on main.
-S3_WIRED = True
-S3_NOT_WIRED = "--mirror s3://BUCKET/PREFIX is not wired through settings/session/server on main yet"
-
 CLIENTS = 50
 PIP_CLIENTS = 3
 WARM = ("client-app", "client-lib", "client-tool")
@@ -114,8 +110,6 @@ def _leftovers(mirror: Path) -> str | None:
 def mirror(request: pytest.FixtureRequest, tmp_path: Path) -> Mirror:
     if request.param == "directory":
         return Mirror("directory", str(tmp_path / "mirror"), tmp_path)
-    if not S3_WIRED:
-        pytest.skip(S3_NOT_WIRED)
     seaweed: Seaweed = request.getfixturevalue("seaweed")
     return Mirror("s3", seaweed.location(), tmp_path, dict(seaweed.env))
 
