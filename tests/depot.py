@@ -138,3 +138,15 @@ def installed(python: Path, module: str) -> str:
         env={"PATH": os.environ["PATH"]},
     )
     return out.stdout.strip()
+
+
+def get(
+    url: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP exchange: status, headers and body, an error status included."""
+    request = urllib.request.Request(url, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()

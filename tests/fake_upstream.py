@@ -8,6 +8,7 @@ hang, answer garbage or serve bytes that do not match the hash it announces.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import html
 import json
@@ -23,6 +24,7 @@ from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel
 from packaging.version import Version
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 Mode = Literal["json", "html"]
@@ -212,6 +214,17 @@ class FakeUpstream:
         self._thread.start()
         ready.wait(10)
         return self
+
+    @contextlib.contextmanager
+    def serving(self, directory: Path) -> Iterator[FakeUpstream]:
+        """Every file of ``directory`` offered, the server started, and stopped afterwards."""
+        for path in sorted(directory.iterdir()):
+            self.add(path)
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         """Stop listening: connections are refused from now on."""

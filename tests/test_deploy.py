@@ -25,9 +25,9 @@ import pytest
 from pipdepot.errors import ConfigError
 from pipdepot.operations.genconfig import GenConfig, generate, parse_listen
 from pipdepot.settings import CONFIG_KEYS, PlanFlags, ServeFlags, load_serve_settings, load_settings
-from tests.depot import Depot, free_port, fresh_venv, installed, pip_install, uv_install
+from tests.depot import Depot, free_port, fresh_venv, get, installed, pip_install, uv_install
 from tests.mirror_audit import spool_leftovers
-from tests.test_serve import file_url, get, make_upstream
+from tests.test_serve import file_url, make_upstream
 from tests.wheels import build_wheel
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import clean_environ
-from tests.depot import Depot
+from tests.depot import Depot, get
 from tests.fake_upstream import Dist, FakeUpstream
 from tests.mirror_audit import audit_mirror, spool_leftovers
 from tests.wheels import build_wheel
@@ -69,12 +69,8 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def upstream(dists: Path) -> Iterator[FakeUpstream]:
-    server = FakeUpstream(with_metadata=True)
-    for path in sorted(dists.iterdir()):
-        server.add(path)
-    server.start()
-    yield server
-    server.stop()
+    with FakeUpstream(with_metadata=True).serving(dists) as server:
+        yield server
 
 
 @pytest.fixture
@@ -230,17 +226,6 @@ def install(tool: str, index: str, target: Path, requirements: tuple[str, ...]) 
 
 
 # -- HTTP ----------------------------------------------------------------------------------
-
-
-def get(
-    url: str, headers: dict[str, str] | None = None, method: str = "GET"
-) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers=headers or {}, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
 
 
 def listed_files(depot: Depot, project: str) -> dict[str, tuple[str, str]]:

@@ -47,12 +47,8 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def upstream(dists: Path) -> Iterator[FakeUpstream]:
-    server = FakeUpstream(with_metadata=False)
-    for path in sorted(dists.iterdir()):
-        server.add(path)
-    server.start()
-    yield server
-    server.stop()
+    with FakeUpstream(with_metadata=False).serving(dists) as server:
+        yield server
 
 
 def pipdepot(

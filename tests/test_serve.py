@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 from pypi_simple import ProjectPage
 
-from tests.depot import Depot, fresh_venv, installed, pip_install, uv_install
+from tests.depot import Depot, fresh_venv, get, installed, pip_install, uv_install
 from tests.fake_upstream import FakeUpstream, Mode
 from tests.mirror_audit import spool_leftovers
 from tests.wheels import build_sdist, build_wheel
@@ -86,17 +86,6 @@ def json_depot(tmp_path: Path, json_upstream: FakeUpstream) -> Iterator[Depot]:
     server = start_depot(tmp_path, "--upstream", json_upstream.url)
     yield server
     server.stop()
-
-
-def get(
-    url: str, headers: dict[str, str] | None = None, method: str = "GET"
-) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers=headers or {}, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
