@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 import pytest
 
+from tests.depot import get
 from tests.fake_upstream import FakeUpstream
 from tests.mirror_audit import Audit, audit_mirror, spool_leftovers
 from tests.nodes import Nodes, render_balancer
@@ -32,7 +33,6 @@ from tests.test_many_writers import (
     dist_of,
     eventually,
     finish,
-    get,
     install,
     pipdepot_env,
     requirements_file,
