@@ -20,16 +20,16 @@ import pytest
 from pipdepot.storage.locate import open_store
 from pipdepot.storage.store import StoreKey
 from tests.conftest import clean_environ
-from tests.depot import Depot, free_port, fresh_venv, installed, pip_install
+from tests.depot import Depot, free_port, fresh_venv, get, installed, pip_install
 from tests.fake_upstream import FakeUpstream
 from tests.mirror_audit import audit_mirror
+from tests.seaweed import Seaweed
 from tests.wheels import build_sdist, build_wheel
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from tests.seaweed import Seaweed
 
 _HREF = re.compile(r'href="\.\./(packages/[^"#]+)#sha256=([0-9a-f]{64})"')
 
@@ -173,3 +173,44 @@ def test_a_bad_location_or_unreachable_store_is_one_line(seaweed: Seaweed, tmp_p
     assert down.returncode == 1
     assert down.stderr.startswith("pipdepot: error:")
     assert "Traceback" not in down.stderr
+
+
+def test_a_node_answers_from_memory_while_its_store_is_down(
+    upstream: FakeUpstream, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Its own SeaweedFS, stopped under a running serve: pages it holds are still served; files are a 503."""
+    store = Seaweed(tmp_path_factory.mktemp("seaweed-down"))
+    store.start()
+    home = tmp_path / "home"
+    home.mkdir()
+    location = store.location()
+    try:
+        wanted = tmp_path / "requirements.txt"
+        wanted.write_text("lib\n")
+        pipdepot(store, home, "sync", "-r", str(wanted), "--mirror", location, "--upstream", upstream.url)
+        depot = Depot(
+            tmp_path / "unused",
+            tmp_path / "serve.log",
+            ("--upstream", upstream.url),
+            location=location,
+            env={"HOME": str(home), **store.env},
+        ).start()
+        try:
+            status, _, page = get(f"{depot.url}/simple/lib/")
+            assert status == 200
+            wheel = re.search(r'href="(/packages/[^"#]+lib-2\.0-py3-none-any\.whl)', page.decode())
+            assert wheel is not None
+            store.stop()
+            time.sleep(1.2)  # the record is due to be asked again
+            status, _, again = get(f"{depot.url}/simple/lib/")
+            assert (status, again) == (200, page)
+            status, _, body = get(f"{depot.url}{wheel.group(1)}")
+            assert status == 503
+            assert body.decode().startswith("the mirror's store is unavailable: ")
+            assert body.decode().count("\n") <= 1
+            assert get(f"{depot.url}/+health")[0] == 200
+            assert "Traceback" not in depot.log_text()
+        finally:
+            depot.stop()
+    finally:
+        store.stop()

@@ -84,6 +84,8 @@ class Records:
         """Whether another writer changed ``name``'s record since it was last read here.
 
         Asks the store at most once per ``max_age``; the first question about a project is no change.
+        A store that cannot answer is no change either: what memory holds is served meanwhile
+        (its failure is said once per ``max_age`` for the project).
         """
         kept = self._kept.get(name)
         if kept is None:
@@ -91,7 +93,12 @@ class Records:
         if time.monotonic() - kept.checked < self.max_age:
             return False
         version = kept.version
-        return (await self._read(name)).version != version
+        try:
+            return (await self._read(name)).version != version
+        except OSError as exc:
+            kept.checked = time.monotonic()
+            logger.warning("record of %s not checked, serving what is known: %s", name, exc)
+            return False
 
     async def _read(self, name: NormalizedName) -> _Kept:
         current = await self.store.read_versioned(record_key(name))
