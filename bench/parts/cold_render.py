@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 #: Run with pipdepot's Python on the large page's state file; prints the timings and profile as JSON.
 _RENDER_PROBE = r"""
 import cProfile, io, json, pstats, sys, time
-from pipdepot.core import pages
+from pipdepot.server import pages
 from pipdepot.core.project import ProjectState
 path = sys.argv[1]
 def once():

@@ -358,7 +358,7 @@ class _StaleSummary(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.projects: dict[str, str] = {}
-        self._logger = logging.getLogger("pipdepot.server.mirror")
+        self._logger = logging.getLogger("pipdepot.server.pagecache")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == "serving %s stale: %s" and isinstance(record.args, tuple):

@@ -18,6 +18,7 @@ hundred thousand:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
@@ -58,10 +59,16 @@ class Tree:
         self.records = records
         self.metrics = metrics
         self.delay = delay
-        self._projects: tuple[str, ...] = ()
+        #: The projects in the tree, sorted: listed, then kept up to date by this process's own writes.
+        self._projects: list[str] = []
         self._listed_at = -1.0
         self._root_task: asyncio.Task[None] | None = None
         self._root_dirty = False
+        #: Set by :meth:`flush`: a pending rewrite does not wait out its delay.
+        self._hurry = asyncio.Event()
+        #: How long the last root rewrite took: the next waits at least as long, so a long burst
+        #: of new projects in a large mirror spends at most half its time rewriting the root.
+        self._spent = 0.0
         self._census_at = -1.0
         self._census_lock = asyncio.Lock()
 
@@ -84,19 +91,26 @@ class Tree:
                 await self.store.delete(key)
             written = marker
             if enters_or_leaves:
-                self._projects = tuple(
-                    sorted({*self._projects, name} if local else {*self._projects} - {name})
-                )
+                self._note(name, present=local)
                 self.schedule_root()
+
+    def _note(self, name: str, *, present: bool) -> None:
+        """Keep the sorted project list in step with one project entering or leaving (no re-sort)."""
+        where = bisect.bisect_left(self._projects, name)
+        listed = where < len(self._projects) and self._projects[where] == name
+        if present and not listed:
+            self._projects.insert(where, name)
+        elif not present and listed:
+            del self._projects[where]
 
     # -- the root --------------------------------------------------------------
 
     async def projects(self, *, max_age: float = 1.0) -> tuple[str, ...]:
         """The projects in the tree (a directory listing, at most ``max_age`` seconds old)."""
         if time.monotonic() - self._listed_at >= max_age:
-            self._projects = await self._list()
+            self._projects = list(await self._list())
         self.metrics.cached_projects = len(self._projects)
-        return self._projects
+        return tuple(self._projects)
 
     async def _list(self) -> tuple[str, ...]:
         names = tuple(n for n in await self.store.children("") if n not in _NOT_PROJECTS)
@@ -112,11 +126,15 @@ class Tree:
     async def _rewrite_root_soon(self) -> None:
         while self._root_dirty:
             self._root_dirty = False
-            await asyncio.sleep(self.delay)
+            if not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), max(self.delay, self._spent))
+            started = time.monotonic()
             try:
                 await self.rewrite_root()
             except OSError as exc:
                 logger.warning("root index not rewritten: %s", exc)
+            self._spent = time.monotonic() - started
 
     async def resume(self) -> None:
         """Rewrite the root index soon if a writer changed the projects and died before it did."""
@@ -132,9 +150,9 @@ class Tree:
             names = await self._list()
             if names == written:
                 break
-            await self.store.put(ROOT_INDEX, render_root_html(names))
+            await self.store.put(ROOT_INDEX, await asyncio.to_thread(render_root_html, names))
             written = names
-        self._projects = names
+        self._projects = list(names)
         self.metrics.cached_projects = len(names)
         for key in covered:  # listed before the projects were: their changes are in what was written
             await self.store.delete(key)
@@ -143,7 +161,7 @@ class Tree:
         """Finish a pending root rewrite (before the process ends)."""
         task = self._root_task
         if task is not None and not task.done():
-            self.delay = 0.0
+            self._hurry.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -155,10 +173,7 @@ class Tree:
             if time.monotonic() - self._census_at < max_age:
                 return
             await self.projects(max_age=0)
-            files = 0
-            async for key in self.store.list("packages/"):
-                files += not key.endswith(".metadata")
-            self.metrics.cached_files = files
+            self.metrics.cached_files = await self.store.count("packages/", excluding=".metadata")
             self._census_at = time.monotonic()
 
     def counted(self, files: int) -> None:

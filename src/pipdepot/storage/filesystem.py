@@ -177,6 +177,10 @@ class FilesystemStore:
             for name in files:
                 yield StoreKey(str(Path(directory, name).relative_to(self.root)))
 
+    async def count(self, prefix: str, *, excluding: str = "") -> int:
+        """Files under ``prefix``, counted by a walk in a thread."""
+        return await asyncio.to_thread(_count, self.root / prefix if prefix else self.root, excluding)
+
     async def children(self, prefix: str) -> tuple[str, ...]:
         """Directories directly under ``prefix`` (the mirror's own, dot-named, left out)."""
         return await asyncio.to_thread(_children, self.root / prefix if prefix else self.root)
@@ -218,6 +222,13 @@ def _read_versioned(path: Path) -> Versioned:
 def _read_start(path: Path, size: int) -> bytes:
     with path.open("rb") as stream:
         return stream.read(size)
+
+
+def _count(base: Path, excluding: str) -> int:
+    found = 0
+    for _, _, files in os.walk(base):
+        found += sum(1 for name in files if not (excluding and name.endswith(excluding)))
+    return found
 
 
 def _children(base: Path) -> tuple[str, ...]:

@@ -359,6 +359,13 @@ class S3Store:
             for meta in page:
                 yield StoreKey(meta["path"])
 
+    async def count(self, prefix: str, *, excluding: str = "") -> int:
+        """Keys under ``prefix``, counted page by page (the listing is I/O: the loop goes on meanwhile)."""
+        found = 0
+        async for key in self.list(prefix):
+            found += not (excluding and key.endswith(excluding))
+        return found
+
     async def children(self, prefix: str) -> tuple[str, ...]:
         """The names directly under ``prefix`` that hold keys (common prefixes), dot-named left out."""
         listing = obstore.list_with_delimiter_async(self._client, prefix.rstrip("/") or None)
