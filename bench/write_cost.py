@@ -74,7 +74,8 @@ def build_wheel(name: str, version: str) -> tuple[str, bytes, bytes]:
     members = {
         f"{module}/__init__.py": f"VERSION = {version!r}\n".encode(),
         f"{dist_info}/METADATA": metadata,
-        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n",
     }
     record = [f"{path},sha256={_record_digest(data)},{len(data)}" for path, data in members.items()]
     members[f"{dist_info}/RECORD"] = ("\n".join([*record, f"{dist_info}/RECORD,,"]) + "\n").encode()
@@ -295,7 +296,7 @@ def measure_serve_start(root: Path) -> Json:
     port = free_port()
     argv = [*_pipdepot(), "serve", "--mirror", str(root), "--offline", "--host", "127.0.0.1"]
     started = time.perf_counter()
-    process = subprocess.Popen(  # noqa: S603 (our own executable)
+    process = subprocess.Popen(
         [*argv, "--port", str(port)], env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
