@@ -7,6 +7,7 @@ import io
 import json
 import re
 import tarfile
+import time
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
@@ -430,9 +431,14 @@ def test_sync_writes_beside_a_running_serve_which_serves_its_files_as_hits(
                     assert response.headers["X-Pipdepot-Cache"] == "hit", href
         assert upstream.file_hits() == fetched  # nothing fetched again
         assert all(f'href="{p}/"' in index.read_text() for p in projects)
-        with urllib.request.urlopen(f"{depot.url}/simple/", timeout=30) as response:
-            root = response.read().decode()
-        assert all(f'href="{p}/"' in root for p in projects)
+        deadline = time.monotonic() + 2.0  # the root listing is at most a second old
+        while True:
+            with urllib.request.urlopen(f"{depot.url}/simple/", timeout=30) as response:
+                root = response.read().decode()
+            if all(f'href="{p}/"' in root for p in projects) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert all(f'href="{p}/"' in root for p in projects), root
         run_pipdepot("ls", "--mirror", str(mirror))
     finally:
         depot.stop()
