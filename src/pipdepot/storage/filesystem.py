@@ -123,24 +123,35 @@ class FilesystemStore:
             if sha256 is not None and file_sha256(staged)[0] != sha256:
                 raise IntegrityError(f"{key}: sha256 mismatch")
             staged.chmod(0o644)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if create:
+            for attempt in range(3):  # another writer's delete may take an emptied directory away meanwhile
+                target.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    os.link(staged, target)
-                except FileExistsError:
-                    raise AlreadyExists(key) from None
-            elif if_version is not None:
-                with self._locked(key):
-                    if _content_version(target) != if_version:
-                        raise VersionMismatch(key)
-                    staged.replace(target)
-            else:
-                staged.replace(target)
+                    self._place(key, staged, target, create=create, if_version=if_version)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2 or not staged.exists():
+                        raise
         finally:
             staged.unlink(missing_ok=True)
         info = target.stat()
         version = _version(source) if isinstance(source, bytes) else None
         return StoredFile(key, info.st_size, info.st_mtime, version)
+
+    def _place(
+        self, key: StoreKey, staged: Path, target: Path, *, create: bool, if_version: str | None
+    ) -> None:
+        if create:
+            try:
+                os.link(staged, target)
+            except FileExistsError:
+                raise AlreadyExists(key) from None
+        elif if_version is not None:
+            with self._locked(key):
+                if _content_version(target) != if_version:
+                    raise VersionMismatch(key)
+                staged.replace(target)
+        else:
+            staged.replace(target)
 
     def _stage(self, source: Path | bytes) -> Path:
         if not isinstance(source, bytes):
