@@ -20,10 +20,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import pytest
 
@@ -34,7 +35,7 @@ from tests.mirror_audit import audit_mirror, spool_leftovers
 from tests.wheels import build_wheel
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
 JSON = "application/vnd.pypi.simple.v1+json"
 #: How long a running ``serve`` may take to list and serve what another process wrote.
@@ -158,22 +159,38 @@ def run_all(writers: list[Writer]) -> None:
             each.kill()
 
 
+#: What an install loop does on its ``turn``: the tool, the index, the requirements.
+Plan: TypeAlias = Callable[[int], tuple[str, str, tuple[str, ...]]]
+
+
+def rotating(indexes: list[str], requirements: tuple[str, ...] = ("client-app", "client-tool")) -> Plan:
+    """pip, then uv, through each index in turn, the same requirements each time."""
+
+    def plan(turn: int) -> tuple[str, str, tuple[str, ...]]:
+        tool = ("pip", "uv")[(turn // len(indexes)) % 2]
+        return tool, indexes[turn % len(indexes)], requirements
+
+    return plan
+
+
 @dataclass
 class Installs:
-    """pip and uv installing through servers in turn, in a thread, until stopped; every failure kept."""
+    """pip and uv installing in a thread until stopped, as ``plan`` says; every success and failure kept."""
 
     scratch: Path
-    indexes: list[str]
-    requirements: tuple[str, ...] = ("client-app", "client-tool")
+    plan: Plan
     done: int = 0
+    installed: list[tuple[str, ...]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def start(self) -> Installs:
+    def start(self, *, first: bool = True) -> Installs:
+        """Start the loop; with ``first``, return once one install has ended."""
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
-        self.wait_for(1)
+        if first:
+            self.wait_for(1)
         return self
 
     def wait_for(self, count: int) -> None:
@@ -193,12 +210,13 @@ class Installs:
     def _run(self) -> None:
         turn = 0
         while not self._stop.is_set():
-            index = self.indexes[turn % len(self.indexes)]
-            tool = ("pip", "uv")[(turn // len(self.indexes)) % 2]
+            tool, index, requirements = self.plan(turn)
             target = self.scratch / f"install-{turn}"
-            problem = install(tool, index, target, self.requirements)
-            if problem is not None:
-                self.failures.append(f"{tool} through {index}: {problem}")
+            problem = install(tool, index, target, requirements)
+            if problem is None:
+                self.installed.append(requirements)
+            else:
+                self.failures.append(f"{tool} through {index} ({' '.join(requirements)}): {problem}")
             shutil.rmtree(target, ignore_errors=True)
             self.done += 1
             turn += 1
@@ -318,7 +336,7 @@ def test_sync_add_and_import_while_serve_runs_and_clients_install(
 
     expected = len(SYNCED) + len(EXPORTED) + 1 + len(CLIENT_PROJECTS)  # 1: the private wheel
     depot = Depot(mirror, tmp_path / "serve.log", ("--upstream", upstream.url, "--ttl", "0"))
-    clients = Installs(tmp_path / "clients", [depot.index])
+    clients = Installs(tmp_path / "clients", rotating([depot.index]))
     # client-app too: sync writes the records of a project serve is busy with
     requirements = requirements_file(tmp_path, "requirements.txt", (*SYNCED, "client-app"))
     sync = writer(tmp_path, "sync", "sync", "--mirror", str(mirror), "--upstream", upstream.url,
@@ -415,7 +433,7 @@ def test_a_sync_killed_mid_way_while_serve_runs(tmp_path: Path, upstream: FakeUp
     """A writer dying never wedges the others: the next writer adopts and settles what it left."""
     mirror = tmp_path / "mirror"
     depot = Depot(mirror, tmp_path / "serve.log", ("--upstream", upstream.url, "--ttl", "0"))
-    clients = Installs(tmp_path / "clients", [depot.index])
+    clients = Installs(tmp_path / "clients", rotating([depot.index]))
     requirements = requirements_file(tmp_path, "requirements.txt", SLOW)
     argv = ("sync", "--mirror", str(mirror), "--upstream", upstream.url, "-r", str(requirements))
     killed = writer(tmp_path, "sync-killed", *argv)

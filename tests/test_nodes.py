@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from tests.store_audit import audit_store
 from tests.test_many_writers import (
     CONVERGE,
     PROCESS_DEADLINE,
+    Installs,
     Writer,
     dist_of,
     eventually,
@@ -266,50 +266,18 @@ def test_a_node_killed_mid_download_another_node_completes_the_install(
     mirror.assert_clean(1)
 
 
-@dataclass
-class InstallLoop:
-    """pip and uv installing through nginx in turn, in a thread, a new cold project each time."""
+def cold_installs(scratch: Path, index: str) -> Installs:
+    """pip and uv in turn through nginx, a new cold project each time (``installed[-1][-1]``)."""
 
-    scratch: Path
-    index: str
-    done: int = 0
-    installed: list[str] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    def plan(turn: int) -> tuple[str, str, tuple[str, ...]]:
+        return ("pip", "uv")[turn % 2], index, ("client-app", COLD[turn % len(COLD)])
 
-    def start(self) -> InstallLoop:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
+    return Installs(scratch, plan)
 
-    def wait_for(self, count: int) -> None:
-        deadline = time.monotonic() + PROCESS_DEADLINE
-        while self.done < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.done >= count, f"{self.done} installs in {PROCESS_DEADLINE} s: {self.failures}"
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(PROCESS_DEADLINE + 10)
-            assert not self._thread.is_alive()
-            self._thread = None
-
-    def _run(self) -> None:
-        turn = 0
-        while not self._stop.is_set():
-            cold = COLD[turn % len(COLD)]
-            tool = ("pip", "uv")[turn % 2]
-            target = self.scratch / f"install-{turn}"
-            problem = install(tool, self.index, target, ("client-app", cold))
-            if problem is None:
-                self.installed.append(cold)
-            else:
-                self.failures.append(f"{tool} ({cold}): {problem}")
-            shutil.rmtree(target, ignore_errors=True)
-            self.done += 1
-            turn += 1
+def cold_installed(loop: Installs) -> set[str]:
+    """The cold projects the loop installed."""
+    return {requirements[-1] for requirements in loop.installed}
 
 
 def test_each_node_killed_and_restarted_in_turn_while_installs_run(
@@ -320,7 +288,7 @@ def test_each_node_killed_and_restarted_in_turn_while_installs_run(
     Every file a client installed is recorded, whole, listed and a hit on every node; the
     mirror verifies.
     """
-    loop = InstallLoop(tmp_path / "clients", nodes.index).start()
+    loop = cold_installs(tmp_path / "clients", nodes.index).start(first=False)
     try:
         for number in range(len(nodes.depots)):
             loop.wait_for(loop.done + 1)
@@ -331,7 +299,7 @@ def test_each_node_killed_and_restarted_in_turn_while_installs_run(
     finally:
         loop.stop()
     assert loop.failures == [], f"{loop.failures}\n{nodes.logs()}"
-    installed = tuple(sorted(set(loop.installed)))
+    installed = tuple(sorted(cold_installed(loop)))
     for name in (*installed, "client-app", "client-lib"):
         dist = dist_of(upstream, name)
         for depot in nodes.depots:
@@ -352,7 +320,7 @@ def test_sync_check_ls_export_and_import_on_the_shared_mirror_while_nodes_serve(
     run(command(tmp_path, mirror, "export-other", "export", str(archive), "--mirror", str(other)))
     fetched = {name: upstream.hits[dist_of(upstream, name).url_path] for name in EXPORTED}
 
-    loop = InstallLoop(tmp_path / "clients", nodes.index).start()
+    loop = cold_installs(tmp_path / "clients", nodes.index).start(first=False)
     try:
         loop.wait_for(1)
         synced = requirements_file(tmp_path, "synced.txt", SYNCED)
@@ -364,7 +332,7 @@ def test_sync_check_ls_export_and_import_on_the_shared_mirror_while_nodes_serve(
         run(command(tmp_path, mirror, "check-imported", "check", *shared, "-r", str(exported)))
         listing = json.loads(stdout_of(command(tmp_path, mirror, "ls", "ls", "--json", *shared)))
         whole = tmp_path / "shared.tar"
-        installed_before = set(loop.installed)
+        installed_before = cold_installed(loop)
         run(command(tmp_path, mirror, "export", "export", str(whole), *shared))
         loop.wait_for(loop.done + 1)  # still installing after every command ended
     finally:
@@ -380,7 +348,7 @@ def test_sync_check_ls_export_and_import_on_the_shared_mirror_while_nodes_serve(
     out = run(command(tmp_path, mirror, "import-copy", "import", str(whole), "--mirror", str(copy)))
     # client-app, client-lib and each cold project installed: before the export began, at the least
     least = len(SYNCED) + len(EXPORTED) + 2 + len(installed_before)
-    files = len(SYNCED) + len(EXPORTED) + 2 + len(set(loop.installed))
+    files = len(SYNCED) + len(EXPORTED) + 2 + len(cold_installed(loop))
     copied = audit_mirror(copy)
     assert copied.problems == []
     assert least <= copied.files <= files, out
