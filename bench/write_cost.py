@@ -237,7 +237,7 @@ async def _adds_in_process(root: Path, wheels: list[Path]) -> Json:
     dists = [inspect_distribution(path) for path in wheels]
     async with open_mirror(root, purpose="bench", writer=True) as mirror:
         started = time.perf_counter()
-        await mirror.census()  # the count every opened mirror starts in the background
+        await mirror.census()  # the count `serve` starts in the background (timed, before the adds)
         census = time.perf_counter() - started
         per_file = []
         started = time.perf_counter()
