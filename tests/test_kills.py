@@ -70,21 +70,24 @@ def test_sigkills_during_downloads_and_page_refreshes_leave_a_consistent_mirror(
     try:
         for _ in range(KILLS):
             depot = Depot(mirror, log, ("--upstream", upstream.url, "--ttl", "0")).start()
-            assert spool_leftovers(mirror) == []  # what the last kill left was removed at start
-            problems += audit_mirror(mirror).problems  # after the restart, before any client
             stop = threading.Event()
             clients = [
                 threading.Thread(target=client, args=(depot, upstream, random.Random(rng.random()), stop))  # noqa: S311
                 for _ in range(4)
             ]
-            for thread in clients:
-                thread.start()
-            time.sleep(rng.uniform(0.05, 1.5))
-            peak = max(peak, depot.peak_rss_mb())
-            depot.stop(signal.SIGKILL)
-            stop.set()
-            for thread in clients:
-                thread.join(30)
+            try:
+                assert spool_leftovers(mirror) == []  # what the last kill left was removed at start
+                problems += audit_mirror(mirror).problems  # after the restart, before any client
+                for thread in clients:
+                    thread.start()
+                time.sleep(rng.uniform(0.05, 1.5))
+                peak = max(peak, depot.peak_rss_mb())
+            finally:
+                depot.stop(signal.SIGKILL)  # the kill; on a failed check, no server is left behind
+                stop.set()
+                for thread in clients:
+                    if thread.is_alive():
+                        thread.join(30)
             left = spool_leftovers(mirror)
             cut += sum(p.name.startswith("download-") for p in left)
             unrecorded += sum(p.name.startswith("commit-") for p in left)
