@@ -47,6 +47,8 @@ class Lease:
         self._leases = leases
         self._key = key
         self._version = version
+        #: Another process took the lease over (this one stalled past its expiry): not ours to remove.
+        self._lost = False
         self._renewing = asyncio.create_task(self._renew())
 
     async def _renew(self) -> None:
@@ -58,6 +60,7 @@ class Lease:
                 )
             except VersionMismatch:
                 logger.warning("lease %s was taken over: this download goes on, unprotected", self._key)
+                self._lost = True
                 return
             except OSError as exc:
                 logger.warning("lease %s not renewed: %s", self._key, exc)
@@ -69,8 +72,9 @@ class Lease:
         self._renewing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._renewing
-        with contextlib.suppress(OSError):
-            await self._leases.store.delete(self._key)
+        if not self._lost:
+            with contextlib.suppress(OSError):
+                await self._leases.store.delete(self._key)
 
 
 class Leases:
