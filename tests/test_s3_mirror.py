@@ -214,3 +214,21 @@ def test_a_node_answers_from_memory_while_its_store_is_down(
             depot.stop()
     finally:
         store.stop()
+
+
+def test_commands_on_a_bucket_end_with_their_own_status_under_load(seaweed: Seaweed, tmp_path: Path) -> None:
+    """obstore's native runtime aborted about one process in five at exit under load (exit -6)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = clean_environ(HOME=str(home), **seaweed.env)
+    location = seaweed.location()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipdepot", "ls", "--mirror", location],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(12)
+    ]
+    assert [process.wait(timeout=120) for process in processes] == [0] * 12

@@ -24,6 +24,7 @@ from pipdepot.operations.inject import inject, require_os_root, restore
 from pipdepot.operations.plan import PlanReport, make_plan
 from pipdepot.operations.serve import serve
 from pipdepot.settings import PlanFlags, ServeFlags, Settings, load_serve_settings, load_settings
+from pipdepot.storage.s3 import runtime_started
 from pipdepot.storage.store import StoreError
 
 if TYPE_CHECKING:
@@ -591,16 +592,31 @@ def main(argv: list[str] | None = None) -> NoReturn:
         click.echo(f"pipdepot: error: {exc.message}", err=True)
         if exc.hint:
             click.echo(f"hint: {exc.hint}", err=True)
-        sys.exit(2 if isinstance(exc, UsageError) else 1)
+        _exit(2 if isinstance(exc, UsageError) else 1)
     except StoreError as exc:  # an object store unreachable, slow or refusing: its one line
         click.echo(f"pipdepot: error: {exc}", err=True)
-        sys.exit(1)
+        _exit(1)
     except click.exceptions.Abort:
         click.echo("pipdepot: aborted", err=True)
-        sys.exit(130)
+        _exit(130)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        _exit(exc.exit_code)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    sys.exit(0)
+        _exit(exc.exit_code)
+    _exit(0)
+
+
+def _exit(status: int) -> NoReturn:
+    """End with ``status``; after an object store was used, without the interpreter's teardown.
+
+    obstore's native runtime can abort the process during that teardown (see
+    ``storage.s3.runtime_started``): everything pipdepot writes is closed by then, so the
+    output is flushed and the process ends at once.
+    """
+    if not runtime_started():
+        sys.exit(status)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -57,7 +57,21 @@ if TYPE_CHECKING:
 
     from pipdepot.storage.aws import AwsSettings
 
-__all__ = ["S3Store"]
+__all__ = ["S3Store", "runtime_started"]
+
+#: Whether this process has opened an S3 store (and with it obstore's native runtime).
+_STARTED: list[bool] = []
+
+
+def runtime_started() -> bool:
+    """Whether this process started obstore's native runtime.
+
+    Its threads can outlive the last request; tearing the interpreter down around them aborted
+    the process (SIGABRT, exit -6) in about one run in five under load, whatever the command's
+    outcome. A process that used it ends without that teardown (see ``cli.main``).
+    """
+    return bool(_STARTED)
+
 
 _T = TypeVar("_T")
 
@@ -92,6 +106,7 @@ class S3Store:
         scratch: Path,
         timeout: float = 30.0,
     ) -> None:
+        _STARTED.append(True)
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.location = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
