@@ -229,10 +229,18 @@ def test_kill_9_at_any_moment_of_inject_then_restore_gives_the_exact_root(
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait()
-        outcomes.add("journal" if (root / ".pipdepot").exists() else "untouched")
+        journal = root / ".pipdepot"
+        outcomes.add("journal" if journal.exists() else "untouched")
+        # Killed between the journal directory's mkdir and its first save: the root's own time is
+        # the one thing lost (ARCHITECTURE.md; test_restore_after_journal_directory_only).
+        unsaved = journal.is_dir() and not (journal / "journal.json").exists()
         run_pipdepot("restore", str(root))
         assert mounts_under(root) == [], f"after a kill at {delay}s"
-        assert diff(before, snapshot(root)) == [], f"after a kill at {delay}s"
+        after = snapshot(root)
+        if unsaved:
+            assert before["."][:2] == after["."][:2], f"after a kill at {delay}s"
+            after["."] = before["."]
+        assert diff(before, after) == [], f"after a kill at {delay}s"
     assert "journal" in outcomes  # at least some kills landed after inject had begun
 
 
