@@ -41,9 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import clean_env, free_port, log
 
+from pipdepot.core.distribution import inspect_distribution
 from pipdepot.core.names import NormalizedName
 from pipdepot.core.project import LocalFile, ProjectState, local_path_of
-from pipdepot.fill.distribution import inspect_distribution
 from pipdepot.operations.session import open_mirror
 from pipdepot.server.pages import page_files, render_root_html, render_tree_html
 

@@ -11,7 +11,7 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipdepot.fill.distribution import inspect_distribution
+from pipdepot.core.distribution import inspect_distribution
 from pipdepot.operations.session import open_mirror
 from tests.mirror_audit import audit_mirror
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pipdepot.fill.distribution import inspect_distribution
+from pipdepot.core.distribution import inspect_distribution
 from tests import hostile
 from tests.conftest import clean_environ
 from tests.depot import Depot

@@ -23,6 +23,7 @@ from pipdepot.operations.genconfig import SYSTEM_MIRROR, GenConfig, generate, se
 from pipdepot.operations.inject import inject, require_os_root, restore
 from pipdepot.operations.plan import PlanReport, make_plan
 from pipdepot.operations.serve import serve
+from pipdepot.private_cli import PRIVATE_COMMANDS
 from pipdepot.settings import PlanFlags, ServeFlags, Settings, load_serve_settings, load_settings
 from pipdepot.storage.s3 import runtime_started
 from pipdepot.storage.store import StoreError
@@ -359,10 +360,23 @@ def chroot_command(
     "[env: PIPDEPOT_UPSTREAM_MIN_RATE; default: 8192]",
 )
 @click.option(
+    "--upload-limit",
+    metavar="MIB",
+    help="Refuse an upload whose file is larger than this (413). Uploads are off until "
+    "`pipdepot token create` made a token. [env: PIPDEPOT_UPLOAD_LIMIT; default: 100]",
+)
+@click.option(
+    "--reads-need-token/--open-reads",
+    default=None,
+    help="Answer pages and files only to clients that send a token (index URL "
+    "http://__token__:TOKEN@HOST:PORT/simple/); /+health stays open. "
+    "[env: PIPDEPOT_READS_NEED_TOKEN; default: open reads]",
+)
+@click.option(
     "--config",
     metavar="FILE",
-    help="TOML config file (host, port, mirror-dir, upstreams, "
-    "offline, ttl, upstream-timeout, upstream-deadline, upstream-min-rate). [env: PIPDEPOT_CONFIG]",
+    help="TOML config file (host, port, mirror-dir, upstreams, offline, ttl, upstream-timeout, "
+    "upstream-deadline, upstream-min-rate, upload-limit, reads-need-token). [env: PIPDEPOT_CONFIG]",
 )
 def serve_command(**options: Any) -> None:
     """Run the caching, offline-capable PyPI mirror.
@@ -372,6 +386,10 @@ def serve_command(**options: Any) -> None:
     ask for. When upstream cannot be reached, pages are served from the cache listing only the
     files present locally. Logs one line per request. /+health, /+metrics (Prometheus) and
     /+status (JSON) report on it. Stop it with Ctrl-C or SIGTERM.
+
+    Uploads (twine, uv publish...) are POSTed to http://HOST:PORT/ with user __token__ and a
+    token from `pipdepot token create`. A project with an uploaded or added file is private:
+    its pages list its own files only, never upstream's (see `pipdepot allow-upstream`).
     """
     flags = ServeFlags(
         host=options["host"],
@@ -384,6 +402,8 @@ def serve_command(**options: Any) -> None:
         config=options["config"],
         upstream_deadline=options["upstream_deadline"],
         upstream_min_rate=options["upstream_min_rate"],
+        upload_limit=options["upload_limit"],
+        reads_need_token=options["reads_need_token"],
     )
     serve(load_serve_settings(flags, os.environ))
 
@@ -436,7 +456,7 @@ def gen_config_command(output: Path, listen: str, user_unit: bool, **options: An
         click.echo(f"pipdepot: wrote {path}: {item.purpose}")
 
 
-for _command in MIRROR_COMMANDS:
+for _command in (*MIRROR_COMMANDS, *PRIVATE_COMMANDS):
     cli.add_command(_command)
 
 

@@ -18,7 +18,7 @@ from pipdepot.element.roottarget import read_root_target
 from pipdepot.errors import BuildRootError, MirrorError, UsageError
 from pipdepot.operations.add import add, find_distributions
 from pipdepot.operations.check import CheckReport, check
-from pipdepot.operations.inventory import inventory
+from pipdepot.operations.inventory import HeldProject, inventory
 from pipdepot.operations.sync import SyncOptions, SyncStopped, read_inputs, sync
 from pipdepot.operations.transfer import export_mirror, import_mirror
 from pipdepot.settings import ServeFlags, ServeSettings, load_serve_settings, load_targets
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pipdepot.operations.sync import Inputs
     from pipdepot.storage.locate import MirrorLocation
 
-__all__ = ["MIRROR_COMMANDS", "check_before_chroot"]
+__all__ = ["MIRROR_COMMANDS", "check_before_chroot", "mirror_option", "mirror_settings", "quiet"]
 
 F = TypeVar("F", bound="Callable[..., Any]")
 T = TypeVar("T")
@@ -39,7 +39,8 @@ def __dir__() -> list[str]:
     return __all__
 
 
-def _mirror_option(command: F) -> F:
+def mirror_option(command: F) -> F:
+    """The ``--mirror`` option every mirror command takes."""
     return click.option(
         "--mirror",
         "mirror_dir",
@@ -114,9 +115,10 @@ def _target_options(command: F) -> F:
     return command
 
 
-def _settings(
+def mirror_settings(
     mirror_dir: str | None, upstreams: tuple[str, ...] = (), timeout: str | None = None
 ) -> ServeSettings:
+    """The settings a mirror command shares with ``serve`` (the mirror's location first)."""
     flags = ServeFlags(mirror_dir=mirror_dir, upstreams=upstreams, upstream_timeout=timeout)
     return load_serve_settings(flags, os.environ)
 
@@ -129,7 +131,7 @@ def _targets(pythons: tuple[str, ...], platforms: tuple[str, ...]) -> list[Targe
         raise UsageError(str(exc)) from None
 
 
-def _quiet() -> None:
+def quiet() -> None:
     """The mirror's per-request and per-file log lines are for `serve`; here the command reports."""
     logging.getLogger("pipdepot.core").setLevel(logging.WARNING)
 
@@ -236,7 +238,7 @@ class _Progress:
 @_requirements_option(required=False)
 @_constraint_options
 @_target_options
-@_mirror_option
+@mirror_option
 @click.option(
     "--upstream",
     "upstreams",
@@ -274,8 +276,8 @@ def sync_command(
     own, so a pins file that is not one installable set (OpenStack's
     upper-constraints) is mirrored whole; pins that resolve nowhere are listed.
     """
-    _quiet()
-    settings = _settings(mirror_dir, upstreams, upstream_timeout)
+    quiet()
+    settings = mirror_settings(mirror_dir, upstreams, upstream_timeout)
     targets = _targets(pythons, platforms)
     read = read_inputs(list(inputs), constraints, each_pin=each_pin)
     progress = _Progress()
@@ -317,7 +319,7 @@ def sync_command(
 @_requirements_option(required=False)
 @_constraint_options
 @_target_options
-@_mirror_option
+@mirror_option
 def check_command(
     *,
     inputs: tuple[Path, ...],
@@ -335,8 +337,8 @@ def check_command(
     (project, version, target) when they do not; run `pipdepot sync` with the
     same arguments to fill the gaps.
     """
-    _quiet()
-    settings = _settings(mirror_dir)
+    quiet()
+    settings = mirror_settings(mirror_dir)
     targets = _targets(pythons, platforms)
     read = read_inputs(list(inputs), constraints, each_pin=each_pin)
     report = asyncio.run(check(read, targets, mirror_dir=settings.mirror_dir))
@@ -412,7 +414,7 @@ def check_before_chroot(inputs: tuple[Path, ...], mirror_dir: Path, root: Path) 
     :raises MirrorError: the mirror lacks something; the root is left as it was.
     :raises BuildRootError: the root's target cannot be read.
     """
-    _quiet()
+    quiet()
     read: Inputs = read_inputs(list(inputs))
     found = read_root_target(root)
     try:
@@ -426,7 +428,7 @@ def check_before_chroot(inputs: tuple[Path, ...], mirror_dir: Path, root: Path) 
 
 @click.command(name="add")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@_mirror_option
+@mirror_option
 def add_command(paths: tuple[Path, ...], mirror_dir: str | None) -> None:
     """Put local wheels and sdists (files, or directories of them) into the mirror.
 
@@ -436,8 +438,8 @@ def add_command(paths: tuple[Path, ...], mirror_dir: str | None) -> None:
     is served from these files alone. A file of the same name and other content
     is refused; the same file again is a no-op.
     """
-    _quiet()
-    settings = _settings(mirror_dir)
+    quiet()
+    settings = mirror_settings(mirror_dir)
     distributions = find_distributions(list(paths))
     report = asyncio.run(add(distributions, mirror_dir=settings.mirror_dir))
     for dist in report.added:
@@ -449,18 +451,31 @@ def add_command(paths: tuple[Path, ...], mirror_dir: str | None) -> None:
 @click.command(name="ls")
 @click.argument("project", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_mirror_option
-def ls_command(project: str | None, as_json: bool, mirror_dir: str | None) -> None:
-    """List what the mirror holds: projects, versions, files, sizes (or one PROJECT's files)."""
-    _quiet()
-    settings = _settings(mirror_dir)
-    held = asyncio.run(inventory(settings.mirror_dir, project))
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Do not ask upstream whether private projects' names are upstream's too. [env: PIPDEPOT_OFFLINE]",
+)
+@mirror_option
+def ls_command(project: str | None, as_json: bool, offline: bool, mirror_dir: str | None) -> None:
+    """List what the mirror holds: projects, versions, files, sizes (or one PROJECT's files).
+
+    A private project (one with uploaded or added files: its pages list only those) is
+    marked so, and upstream is asked whether it has a project of the same name: that name
+    is where dependency confusion would strike if the project were allowed to merge.
+    """
+    quiet()
+    settings = mirror_settings(mirror_dir)
+    upstreams = () if offline or settings.offline else settings.upstreams
+    held = asyncio.run(inventory(settings.mirror_dir, project, upstreams=upstreams))
     if as_json:
         document = [
             {
                 "name": p.name,
                 "versions": list(p.versions),
                 "size": p.size,
+                "private": p.private,
+                "upstream": p.upstream,
                 "files": [
                     {
                         "filename": f.filename,
@@ -477,23 +492,31 @@ def ls_command(project: str | None, as_json: bool, mirror_dir: str | None) -> No
         click.echo(json.dumps(document, indent=2))
         return
     if project is not None:
+        if held[0].private:
+            click.echo(f"{held[0].name}: {_privacy(held[0])}")
         for file in held[0].files:
             click.echo(f"{file.version:<16} {_size(file.size):>9}  {file.source:<8} {file.filename}")
         return
     for item in held:
         versions = ", ".join(item.versions[:5]) + (", ..." if len(item.versions) > 5 else "")
         files = _count(len(item.files), "file")
-        click.echo(f"{item.name:<32} {files:>10} {_size(item.size):>9}  {versions}")
+        privacy = f"  [{_privacy(item)}]" if item.private else ""
+        click.echo(f"{item.name:<32} {files:>10} {_size(item.size):>9}  {versions}{privacy}")
     total = sum(p.size for p in held)
     files = _count(sum(len(p.files) for p in held), "file")
     click.echo(f"{_count(len(held), 'project')}, {files}, {_size(total)}")
+
+
+def _privacy(project: HeldProject) -> str:
+    upstream = {True: ", also upstream", False: ", not upstream", None: ""}[project.upstream]
+    return f"private{upstream}"
 
 
 @click.command(name="export")
 @click.argument("out", type=click.Path(path_type=Path))
 @_requirements_option(required=False)
 @_target_options
-@_mirror_option
+@mirror_option
 def export_command(
     *,
     out: Path,
@@ -508,8 +531,8 @@ def export_command(
     first pass `pipdepot check`: the archive never carries a half set.
     `pipdepot import` puts it into another mirror, verifying every file.
     """
-    _quiet()
-    settings = _settings(mirror_dir)
+    quiet()
+    settings = mirror_settings(mirror_dir)
     only = None
     if inputs:
         targets = _targets(pythons, platforms)
@@ -525,7 +548,7 @@ def export_command(
 
 @click.command(name="import")
 @click.argument("archive", type=click.Path(path_type=Path))
-@_mirror_option
+@mirror_option
 def import_command(archive: Path, mirror_dir: str | None) -> None:
     """Add the files of an ARCHIVE made by `pipdepot export` to the mirror.
 
@@ -533,8 +556,8 @@ def import_command(archive: Path, mirror_dir: str | None) -> None:
     written; a damaged archive, or a file that would replace a different one
     already in the mirror, stops the import with the mirror unchanged.
     """
-    _quiet()
-    settings = _settings(mirror_dir)
+    quiet()
+    settings = mirror_settings(mirror_dir)
     result = asyncio.run(import_mirror(archive, settings.mirror_dir))
     click.echo(
         f"imported {_count(result.files, 'file')} ({_size(result.size)}) of "

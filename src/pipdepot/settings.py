@@ -201,6 +201,8 @@ class ServeFlags:
     config: str | None = None
     upstream_deadline: str | None = None
     upstream_min_rate: str | None = None
+    upload_limit: str | None = None
+    reads_need_token: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +220,10 @@ class ServeSettings:
     config_file: Path | None
     upstream_deadline: float = 30.0
     upstream_min_rate: int = 8 * 1024
+    #: The largest file an upload may carry, in bytes.
+    upload_limit: int = 100 * 1024 * 1024
+    #: Every request (but ``/+health``) needs a token, as uploads do.
+    reads_need_token: bool = False
 
 
 def load_serve_settings(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
@@ -289,6 +295,18 @@ def _load_serve(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
         _config(config, "upstream-min-rate", where, _as_scalar),
         default="8192",
     )
+    upload_limit = _first(
+        _flag("--upload-limit", flags.upload_limit),
+        _env(env, "PIPDEPOT_UPLOAD_LIMIT"),
+        _config(config, "upload-limit", where, _as_scalar),
+        default="100",
+    )
+    reads_need_token = _first(
+        _flag("--reads-need-token/--open-reads", flags.reads_need_token),
+        _env_bool(env, "PIPDEPOT_READS_NEED_TOKEN"),
+        _config(config, "reads-need-token", where, _as_bool),
+        default=False,
+    )
     return ServeSettings(
         host=host.value,
         port=_as_port(port.value, port.source),
@@ -300,6 +318,8 @@ def _load_serve(flags: ServeFlags, environ: Mapping[str, str]) -> ServeSettings:
         config_file=config_file,
         upstream_deadline=_as_seconds(deadline.value, deadline.source, allow_zero=False),
         upstream_min_rate=_as_rate(min_rate.value, min_rate.source),
+        upload_limit=_as_mebibytes(upload_limit.value, upload_limit.source),
+        reads_need_token=reads_need_token.value,
     )
 
 
@@ -692,6 +712,13 @@ def _as_rate(value: object, source: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 1 << 40:
         raise ValueError(f"{source}: {value!r} is not a number of bytes per second (more than 0)")
     return int(text)
+
+
+def _as_mebibytes(value: object, source: str) -> int:
+    text = str(value).strip()
+    if not text.isdigit() or not 0 < int(text) <= 1 << 20:
+        raise ValueError(f"{source}: {value!r} is not a size in MiB (1 to 1048576)")
+    return int(text) * 1024 * 1024
 
 
 def _as_mirror_location(value: Sourced[str], env: Mapping[str, str]) -> MirrorLocation:

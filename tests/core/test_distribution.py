@@ -18,13 +18,14 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from pipdepot.core.distribution import InvalidDistribution, inspect_distribution
 from pipdepot.fill.buildsystem import (
     BuildSystem,
     InvalidBuildSystem,
+    build_requirements,
     parse_build_system,
     project_build_system,
 )
-from pipdepot.fill.distribution import InvalidDistribution, build_requirements, inspect_distribution
 from pipdepot.fill.lockfiles import Pin
 from tests.wheels import build_sdist, build_wheel
 

@@ -89,11 +89,24 @@ class ProjectState:
     local: dict[str, LocalFile] = field(default_factory=dict)
     #: Bumped on every change, so rendered pages know they are stale.
     generation: int = 0
-    #: Files put in by ``pipdepot add``; listed first in ``files``, kept when upstream's page changes.
+    #: Files put in by ``pipdepot add`` or uploaded; listed first in ``files``, kept when upstream's
+    #: page changes. A project with any is private: see :attr:`private`.
     added: list[FileEntry] = field(default_factory=list)
+    #: The project was allowed to show upstream's releases beside its own (``pipdepot allow-upstream``).
+    merge_upstream: bool = False
     _paths: dict[str, str] | None = field(default=None, repr=False, compare=False)
     _by_path: dict[str, FileEntry] | None = field(default=None, repr=False, compare=False)
     _versions: list[str] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def private(self) -> bool:
+        """Whether its pages list its own files only, never upstream's.
+
+        A project with an uploaded or added file is private unless explicitly allowed to merge:
+        else a newer upload of the same name upstream would be installed in its place
+        (dependency confusion).
+        """
+        return bool(self.added) and not self.merge_upstream
 
     def merge_added(self) -> None:
         """List the added files first in ``files``; an upstream file of the same name is hidden."""
@@ -169,6 +182,7 @@ class ProjectState:
                 "generation": self.generation,
                 "extra": self.extra,
                 "added": self.added,
+                "merge_upstream": self.merge_upstream,
                 "local": {
                     name: {
                         "sha256": f.sha256,
@@ -222,6 +236,7 @@ class ProjectState:
             for name, r in records.items()
         }
         state.added = raw_local.get("added", [])
+        state.merge_upstream = bool(raw_local.get("merge_upstream", False))
         if state.added:
             state.merge_added()
         return state

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 
 from packaging.version import InvalidVersion, Version
 
+from pipdepot.core.archive import ArchiveError, sdist_member
+from pipdepot.core.distribution import InvalidDistribution, first_line
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -24,6 +27,7 @@ __all__ = [
     "LEGACY_REQUIRES",
     "BuildSystem",
     "InvalidBuildSystem",
+    "build_requirements",
     "parse_build_system",
     "project_build_system",
 ]
@@ -113,3 +117,16 @@ def project_build_system(directory: Path) -> BuildSystem:
         return parse_build_system(data)
     except InvalidBuildSystem as exc:
         raise InvalidBuildSystem(f"{path}: {exc}") from None
+
+
+def build_requirements(path: Path) -> BuildSystem:
+    """What building the sdist at ``path`` installs first: its build system, by pip's rules.
+
+    An offline build root cannot fetch its build backend, so the mirror must hold it too.
+
+    :raises InvalidDistribution: the archive cannot be read.
+    """
+    try:
+        return parse_build_system(sdist_member(path, "pyproject.toml"))
+    except (OSError, ArchiveError, InvalidBuildSystem) as exc:
+        raise InvalidDistribution(f"{path.name}: unreadable sdist: {first_line(exc)}") from None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pipdepot.core.distribution import InvalidDistribution, LocalDistribution, inspect_distribution
 from pipdepot.errors import MirrorError
-from pipdepot.fill.distribution import InvalidDistribution, LocalDistribution, inspect_distribution
 from pipdepot.operations.session import open_mirror
 from pipdepot.storage.store import IntegrityError
 

@@ -14,8 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipdepot.fill.buildsystem import BuildSystem, InvalidBuildSystem, project_build_system
-from pipdepot.fill.distribution import InvalidDistribution, build_requirements
+from pipdepot.core.distribution import InvalidDistribution
+from pipdepot.fill.buildsystem import (
+    BuildSystem,
+    InvalidBuildSystem,
+    build_requirements,
+    project_build_system,
+)
 from pipdepot.fill.requirements import RequirementSet
 
 if TYPE_CHECKING:

@@ -1,18 +1,27 @@
-"""``pipdepot ls``: what the mirror holds, read from its state files (no network, no lock)."""
+"""``pipdepot ls``: what the mirror holds, read from its state files (no lock).
+
+The network is used for one question only: whether a private project's name is also
+upstream's (the names dependency confusion would use), asked of each private project.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import asyncio
+import contextlib
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, cast
 
 from packaging.version import InvalidVersion, Version
 
 from pipdepot.core.names import normalize_project, version_of_filename
-from pipdepot.errors import MirrorError
+from pipdepot.errors import MirrorError, UpstreamError
 from pipdepot.operations.session import open_mirror
+from pipdepot.server.upstream import NotFound
 
 if TYPE_CHECKING:
+    from pipdepot.core.names import NormalizedName
     from pipdepot.core.project import ProjectState
+    from pipdepot.server.mirror import Mirror
     from pipdepot.storage.locate import MirrorLocation
 
 __all__ = ["HeldFile", "HeldProject", "inventory"]
@@ -42,6 +51,11 @@ class HeldProject:
     name: str
     versions: tuple[str, ...]
     files: tuple[HeldFile, ...]
+    #: It has uploaded or added files, and its pages list only those.
+    private: bool = False
+    #: Whether an upstream has a project of that name too (asked for private projects only);
+    #: ``None``: not asked, or no upstream answered.
+    upstream: bool | None = None
 
     @property
     def size(self) -> int:
@@ -49,12 +63,16 @@ class HeldProject:
         return sum(f.size for f in self.files)
 
 
-async def inventory(mirror_dir: MirrorLocation, project: str | None = None) -> list[HeldProject]:
+async def inventory(
+    mirror_dir: MirrorLocation, project: str | None = None, *, upstreams: tuple[str, ...] = ()
+) -> list[HeldProject]:
     """Every project with local files (or just ``project``), versions newest first.
+
+    With ``upstreams``, each private project's name is looked up there (``upstream``).
 
     :raises MirrorError: ``project`` is not a valid name or has no files in the mirror.
     """
-    async with open_mirror(mirror_dir, purpose="pipdepot ls", writer=False) as mirror:
+    async with open_mirror(mirror_dir, purpose="pipdepot ls", writer=False, upstreams=upstreams) as mirror:
         if project is not None:
             name = normalize_project(project)
             if name is None:
@@ -62,13 +80,36 @@ async def inventory(mirror_dir: MirrorLocation, project: str | None = None) -> l
             state = await mirror.state(name)
             if state is None or not state.local:
                 raise MirrorError(f"{name}: no files in the mirror {mirror_dir}")
-            return [_held(state)]
-        held = []
-        for listed in await mirror.local_projects():
-            state = await mirror.state(normalize_project(listed) or listed)  # type: ignore[arg-type]
-            if state is not None and state.local:
-                held.append(_held(state))
-        return held
+            held = [_held(state)]
+        else:
+            held = []
+            for listed in await mirror.local_projects():
+                state = await mirror.state(normalize_project(listed) or listed)  # type: ignore[arg-type]
+                if state is not None and state.local:
+                    held.append(_held(state))
+        if mirror.client is None:
+            return held
+        known = await asyncio.gather(*(_upstream_has(mirror, p.name) for p in held if p.private))
+        found = dict(zip((p.name for p in held if p.private), known, strict=True))
+        return [replace(p, upstream=found[p.name]) if p.private else p for p in held]
+
+
+async def _upstream_has(mirror: Mirror, name: str) -> bool | None:
+    """Whether an upstream has a project ``name`` (its page is fetched and dropped); ``None``: no answer."""
+    assert mirror.client is not None  # noqa: S101 (asked online only)
+    for index in mirror.upstreams:
+        with contextlib.suppress(UpstreamError):
+            answer = await mirror.client.fetch_project(
+                index, cast("NormalizedName", name), None, spool=mirror.store.spool_directory()
+            )
+            if isinstance(answer, NotFound):
+                continue
+            path = getattr(answer, "path", None)
+            if path is not None:
+                path.unlink(missing_ok=True)
+            return True
+        return None
+    return False
 
 
 def _held(state: ProjectState) -> HeldProject:
@@ -85,7 +126,7 @@ def _held(state: ProjectState) -> HeldProject:
         for filename, local in sorted(state.local.items())
     ]
     versions = sorted({f.version for f in files}, key=_version_key, reverse=True)
-    return HeldProject(state.name, tuple(versions), tuple(files))
+    return HeldProject(state.name, tuple(versions), tuple(files), private=state.private)
 
 
 def _version_key(text: str) -> tuple[int, Version | str]:

@@ -17,6 +17,8 @@ from pipdepot.core.systemd import notify, stderr_is_journal
 from pipdepot.core.urls import redact_url
 from pipdepot.errors import ConfigError
 from pipdepot.operations.session import open_mirror
+from pipdepot.server.tokens import Tokens
+from pipdepot.server.upload import Uploads
 from pipdepot.server.web import create_server
 
 if TYPE_CHECKING:
@@ -32,6 +34,10 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD = 1024 * 1024
 _TRIM_THRESHOLD = 16 * 1024 * 1024
+
+
+#: Seconds an upload has to arrive whole: 100 MiB at 200 KiB/s, and a slow client is not held for ever.
+UPLOAD_DEADLINE = 600.0
 
 
 def __dir__() -> list[str]:
@@ -84,12 +90,17 @@ async def _serve(settings: ServeSettings) -> None:
             "upstreams": [redact_url(u) for u in settings.upstreams],
             "offline": settings.offline,
             "ttl": settings.ttl,
+            "upload_limit": settings.upload_limit,
+            "reads_need_token": settings.reads_need_token,
         }
+        tokens = Tokens(mirror.store)
         server = create_server(
             mirror,
             describe=describe,
             access_log=logging.getLogger("pipdepot.access"),
             timestamps=not stderr_is_journal(os.environ),
+            uploads=Uploads(mirror, tokens, max_size=settings.upload_limit, deadline=UPLOAD_DEADLINE),
+            readers=tokens if settings.reads_need_token else None,
         )
         runner = web.ServerRunner(server, handle_signals=False)
         await runner.setup()

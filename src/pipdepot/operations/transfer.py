@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pipdepot.core.archive import MEMBER_LIMIT, ArchiveError, open_tar, read_tar_member, tar_members
+from pipdepot.core.distribution import InvalidDistribution, check_metadata, inspect_distribution
 from pipdepot.core.names import normalize_project
 from pipdepot.core.project import LocalFile
 from pipdepot.errors import MirrorError
-from pipdepot.fill.distribution import InvalidDistribution, check_metadata, inspect_distribution
 from pipdepot.fill.manifest import FORMAT, MANIFEST, ManifestError, Record, read_manifest
 from pipdepot.operations.session import open_mirror
 from pipdepot.server.mirror import ImportedFile, Origin

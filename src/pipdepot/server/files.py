@@ -38,9 +38,9 @@ from pipdepot.storage.digests import file_sha256, stored_sha256
 from pipdepot.storage.store import COMMIT_MARKER, AlreadyExists, IntegrityError, StoreKey
 
 if TYPE_CHECKING:
+    from pipdepot.core.distribution import LocalDistribution
     from pipdepot.core.names import NormalizedName
     from pipdepot.core.project import FileEntry
-    from pipdepot.fill.distribution import LocalDistribution
     from pipdepot.server.metrics import Metrics
     from pipdepot.server.pagecache import PageCache
     from pipdepot.server.records import Records

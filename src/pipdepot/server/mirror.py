@@ -4,6 +4,7 @@
 - :mod:`files`: the files, downloaded once (across processes), added, imported, removed.
 - :mod:`records`: each project's local record, changed by compare-and-swap.
 - :mod:`tree`: the static PEP 503 tree derived from the records.
+- :mod:`releases`: yanks, and whether a private project shows upstream's releases.
 
 Policy lives in those parts; I/O goes through :class:`Store` and :class:`UpstreamClient`.
 Any number of processes write one mirror at once, and what another process committed is
@@ -22,14 +23,15 @@ from pipdepot.errors import UpstreamError
 from pipdepot.server.files import FileCache, FileHit, ImportedFile, Origin
 from pipdepot.server.pagecache import CacheStatus, PageCache, PageResult, View
 from pipdepot.server.records import Records
+from pipdepot.server.releases import Releases
 from pipdepot.server.tree import Tree
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from pipdepot.core.distribution import LocalDistribution
     from pipdepot.core.names import NormalizedName
     from pipdepot.core.project import FileEntry, ProjectState
-    from pipdepot.fill.distribution import LocalDistribution
     from pipdepot.server.download import Download
     from pipdepot.server.metrics import Metrics
     from pipdepot.server.pages import Encoding, Format, RenderedPage
@@ -80,6 +82,8 @@ class Mirror:
         self.files = FileCache(
             store, client, pages=self.pages, records=self.records, tree=self.tree, metrics=metrics
         )
+        #: Yanks and the upstream switch of the project's own releases.
+        self.releases = Releases(self.records, self.tree, self.pages)
         self._census: asyncio.Task[None] | None = None
 
     @property
@@ -165,6 +169,8 @@ class Mirror:
         if entry is None:  # perhaps committed by another process just now
             record = await self.records.get(name, recheck=True)
             entry = record.file_by_path(path) if record is not None else None
+        if record is not None and record.private:  # its stored files only: upstream's are not offered
+            return None if entry is None else (name, entry)
         if entry is None and not (self.offline and self.pages.view is None):  # only local files offline
             entry = await self.pages.page_entry(name, path, record)
         if entry is None and not self.offline:

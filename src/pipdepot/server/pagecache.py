@@ -155,6 +155,9 @@ class PageCache:
         :raises UpstreamError: no upstream answered and nothing is cached.
         """
         await self.revalidate(name)
+        private = await self._private(name)
+        if private is not None:
+            return self.rendered(private, fmt, encoding), "hit"
         head = self._heads.get(name)
         if head is not None and not self.offline and self._is_fresh(head[1]):
             key = (name, head[0], False, fmt)
@@ -229,6 +232,9 @@ class PageCache:
         """
         if self.offline:
             return await self._offline_page(await (self.load(name) if self.view else self.load_local(name)))
+        private = await self._private(name)
+        if private is not None:
+            return private
         head = await self._head(name)
         if head is not None and self._is_fresh(head[1]):
             state = await self.load(name)
@@ -247,6 +253,18 @@ class PageCache:
             return None
         cache: CacheStatus = "hit" if head is not None and fresh.generation == head[0] else "miss"
         return PageResult(fresh, local_only=False, cache=cache)
+
+    async def _private(self, name: NormalizedName) -> PageResult | None:
+        """A private project's page, online: its own files, upstream not even asked.
+
+        Offline, pages list local files anyway (:func:`page_files` keeps a private project's own).
+        """
+        if self.offline:
+            return None
+        record = await self.load_local(name)
+        if record is None or not record.private:
+            return None
+        return PageResult(record, local_only=True, cache="hit")
 
     async def _head(self, name: NormalizedName) -> tuple[int, float] | None:
         """The generation of what is known of ``name`` and when upstream's page was fetched.

@@ -227,12 +227,13 @@ def _parse_accept(accept: str) -> Iterable[tuple[str, float]]:
 def page_files(state: ProjectState, *, local_only: bool) -> list[FileEntry]:
     """The entries a page lists: all of upstream's, or only files present locally.
 
+    A private project lists its own (added, uploaded) files only, whatever else is known.
     Entries get the local metadata hash when pipdepot extracted the metadata itself.
     """
     files = []
-    for entry in state.files:
+    for entry in state.added if state.private else state.files:
         local = state.local.get(entry["filename"])
-        if local_only and local is None:
+        if (local_only or state.private) and local is None:
             continue
         files.append(listed_entry(entry, local))
     return files
@@ -270,10 +271,11 @@ def render_project_json(state: ProjectState, files: list[FileEntry]) -> Iterator
     """PEP 691 JSON, in chunks; api-version 1.4 when every file has a size (PEP 700), else 1.0."""
     version = API_VERSION if all("size" in f for f in files) else LEGACY_API_VERSION
     # A page of local files only names only their versions: nothing uninstallable is offered.
-    versions = state.versions() if len(files) == len(state.files) else versions_of(files)
+    whole = len(files) == len(state.files) and not state.private
+    versions = state.versions() if whole else versions_of(files)
     return _json(
         state.name,
-        state.extra,
+        _extra_of(state),
         versions=versions,
         api_version=version,
         files=files,
@@ -283,12 +285,17 @@ def render_project_json(state: ProjectState, files: list[FileEntry]) -> Iterator
 
 def render_project_html(state: ProjectState, files: list[FileEntry]) -> Iterator[bytes]:
     """PEP 503 HTML in chunks, with every attribute the data allows; links are absolute paths."""
-    return _html(state.name, state.extra, files, _served_path)
+    return _html(state.name, _extra_of(state), files, _served_path)
+
+
+def _extra_of(state: ProjectState) -> dict[str, Any]:
+    """The page's project-level data: upstream's, which a private project's page does not show."""
+    return {} if state.private else state.extra
 
 
 def render_tree_html(state: ProjectState, files: list[FileEntry]) -> bytes:
     """The static tree's ``<project>/index.html``: relative links, so ``file://`` and nginx work."""
-    return b"".join(_html(state.name, state.extra, files, lambda e: ".." + _served_path(e)))
+    return b"".join(_html(state.name, _extra_of(state), files, lambda e: ".." + _served_path(e)))
 
 
 def render_listing(

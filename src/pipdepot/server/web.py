@@ -24,6 +24,7 @@ from pipdepot import __version__
 from pipdepot.core.names import normalize_project
 from pipdepot.errors import UpstreamError
 from pipdepot.server.pages import CONTENT_TYPES, choose_encoding, negotiate
+from pipdepot.server.upload import UPLOAD_PATHS, bearer_secret
 from pipdepot.server.upstream import one_line
 from pipdepot.storage.store import IntegrityError, StoreError
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from pipdepot.server.download import Download
     from pipdepot.server.mirror import FileHit, Mirror
     from pipdepot.server.pages import Encoding, RenderedPage
+    from pipdepot.server.tokens import Tokens
+    from pipdepot.server.upload import Uploads
 
 __all__ = ["AccessLogger", "create_server"]
 
@@ -66,20 +69,23 @@ def __dir__() -> list[str]:
     return __all__
 
 
-def create_server(
+def create_server(  # noqa: PLR0913 (the server's wiring, by keyword)
     mirror: Mirror,
     *,
     describe: dict[str, object],
     access_log: logging.Logger | None,
     timestamps: bool = True,
+    uploads: Uploads | None = None,
+    readers: Tokens | None = None,
 ) -> web.Server:
     """The low-level aiohttp server for ``mirror``; ``describe`` goes into ``/+status``.
 
     One handler, no application, router or middleware chain: on a page served from
     memory, that machinery was most of the time a request took. Access lines start with
-    the time unless ``timestamps`` is false (journald adds its own).
+    the time unless ``timestamps`` is false (journald adds its own). ``uploads`` takes
+    POSTs; with ``readers``, every request but ``/+health`` needs one of those tokens.
     """
-    routes = _Routes(mirror, describe)
+    routes = _Routes(mirror, describe, uploads, readers)
     if access_log is not None:
         _BATCHES[access_log.name] = _AccessBatch(access_log, timestamps=timestamps)
 
@@ -260,17 +266,36 @@ def _refusal(request: BaseRequest) -> web.StreamResponse | None:
         return _text(400, "encoded slashes, backslashes and NUL are not allowed in paths")
     if any(segment in {".", ".."} for segment in request.path.split("/")):
         return _text(400, "'.' and '..' are not allowed in paths")
+    if request.method == "POST" and request.path in UPLOAD_PATHS:
+        return None
     if request.method not in {"GET", "HEAD"}:
-        return _text(405, "only GET and HEAD", headers={"Allow": "GET, HEAD"})
+        where = ", ".join(sorted(UPLOAD_PATHS))
+        return _text(
+            405, f"only GET and HEAD here; uploads are POSTed to {where}", headers={"Allow": "GET, HEAD"}
+        )
     return None
 
 
 class _Routes:
-    def __init__(self, mirror: Mirror, describe: dict[str, object]) -> None:
+    def __init__(
+        self, mirror: Mirror, describe: dict[str, object], uploads: Uploads | None, readers: Tokens | None
+    ) -> None:
         self.mirror = mirror
         self.describe = describe
+        self.uploads = uploads
+        self.readers = readers
 
     async def dispatch(self, request: BaseRequest) -> web.StreamResponse:
+        refused = await self.unauthorized(request) if self.readers is not None else None
+        if refused is not None:
+            return refused
+        if request.method == "POST":
+            if self.uploads is None:
+                return _text(403, "uploads are off on this server")
+            return await self.uploads.handle(request)
+        return await self.read(request)
+
+    async def read(self, request: BaseRequest) -> web.StreamResponse:
         path = request.path
         if path in {"/", "/simple/"}:
             return await self.root(request)
@@ -282,6 +307,19 @@ class _Routes:
             return await self.file(request, path)
         prefix = "/simple/" if path.startswith("/simple/") else "/"
         return await self.project(request, prefix, path[len(prefix) :])
+
+    async def unauthorized(self, request: BaseRequest) -> web.StreamResponse | None:
+        """``None`` when the request carries a valid token; else a 401 (none sent) or a 403 (a wrong one)."""
+        assert self.readers is not None  # noqa: S101 (only called when reads need a token)
+        if request.path == "/+health":
+            return None
+        secret = bearer_secret(request.headers.get("Authorization", ""))
+        if secret is None:
+            challenge = {"WWW-Authenticate": 'Basic realm="pipdepot"'}
+            return _text(401, "this mirror needs a token: user __token__, the token as password", challenge)
+        if await self.readers.check(secret) is None:
+            return _text(403, "invalid or revoked token")
+        return None
 
     async def root(self, request: BaseRequest) -> web.StreamResponse:
         fmt = negotiate(request.headers.get("Accept"), _format_param(request))

@@ -1,4 +1,4 @@
-"""A wheel or sdist on local disk, checked before it may enter the mirror (``pipdepot add``).
+"""A wheel or sdist on local disk, checked before it may enter the mirror (``pipdepot add``, uploads).
 
 The filename, the archive and the metadata inside must agree on the project and
 version: a file the mirror would list under the wrong name, or that pip would
@@ -21,7 +21,6 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from pipdepot.core.archive import MEMBER_LIMIT, ArchiveError, MemberTooLarge, sdist_member, wheel_metadata
-from pipdepot.fill.buildsystem import BuildSystem, InvalidBuildSystem, parse_build_system
 from pipdepot.storage.digests import file_sha256
 
 if TYPE_CHECKING:
@@ -32,8 +31,8 @@ if TYPE_CHECKING:
 __all__ = [
     "InvalidDistribution",
     "LocalDistribution",
-    "build_requirements",
     "check_metadata",
+    "first_line",
     "inspect_distribution",
 ]
 
@@ -87,7 +86,7 @@ def inspect_distribution(path: Path) -> LocalDistribution:
             f"{filename}: its metadata is larger than {MEMBER_LIMIT // (1024 * 1024)} MiB"
         ) from None
     except (OSError, ArchiveError) as exc:
-        raise InvalidDistribution(f"{filename}: unreadable archive: {_first_line(exc)}") from None
+        raise InvalidDistribution(f"{filename}: unreadable archive: {first_line(exc)}") from None
     raw = _agreeing(filename, name, version, metadata)
     sha256, size = file_sha256(path)
     return LocalDistribution(
@@ -148,20 +147,7 @@ def _sdist_metadata(path: Path) -> bytes:
     return data
 
 
-def build_requirements(path: Path) -> BuildSystem:
-    """What building the sdist at ``path`` installs first: its build system, by pip's rules.
-
-    An offline build root cannot fetch its build backend, so the mirror must hold it too.
-
-    :raises InvalidDistribution: the archive cannot be read.
-    """
-    try:
-        return parse_build_system(sdist_member(path, "pyproject.toml"))
-    except (OSError, ArchiveError, InvalidBuildSystem) as exc:
-        raise InvalidDistribution(f"{path.name}: unreadable sdist: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """An exception's message as one line (tarfile's span several)."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
