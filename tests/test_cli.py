@@ -250,6 +250,8 @@ NOT_SETTINGS = {
     "checks",
     "root",
     "version",
+    "reason",
+    "off",
 }
 #: Commands whose options are values to write out, never read from PIPDEPOT_* (gen-config writes
 #: the files of a permanent install from its flags alone, so the files do not depend on the shell).
@@ -340,12 +342,12 @@ def test_a_mirror_that_is_a_file_gets_one_message_from_every_command(
 def test_counts_agree_with_their_nouns(run_pipdepot: PipdepotRunner, tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     run_pipdepot("add", str(build_wheel(tmp_path / "dist", "solo", "1.0")), "--mirror", str(mirror))
-    lines = run_pipdepot("ls", "--mirror", str(mirror)).stdout.splitlines()
-    assert re.fullmatch(r"solo +1 file +[\d.]+ k?B  1\.0", lines[0]), lines
+    lines = run_pipdepot("ls", "--offline", "--mirror", str(mirror)).stdout.splitlines()
+    assert re.fullmatch(r"solo +1 file +[\d.]+ k?B  1\.0  \[private\]", lines[0]), lines
     assert re.fullmatch(r"1 project, 1 file, [\d.]+ k?B", lines[1]), lines
     run_pipdepot("add", str(build_wheel(tmp_path / "dist", "solo", "2.0")), "--mirror", str(mirror))
-    lines = run_pipdepot("ls", "--mirror", str(mirror)).stdout.splitlines()
-    assert re.fullmatch(r"solo +2 files +[\d.]+ k?B  2\.0, 1\.0", lines[0]), lines
+    lines = run_pipdepot("ls", "--offline", "--mirror", str(mirror)).stdout.splitlines()
+    assert re.fullmatch(r"solo +2 files +[\d.]+ k?B  2\.0, 1\.0  \[private\]", lines[0]), lines
     assert re.fullmatch(r"1 project, 2 files, [\d.]+ k?B", lines[1]), lines
 
 

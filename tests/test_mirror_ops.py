@@ -396,7 +396,7 @@ def test_ls_lists_projects_versions_and_files(
     mirror = tmp_path / "mirror"
     sync(run_pipdepot, upstream, mirror, "-r", str(requirements), *TWO_PLATFORMS)
     run_pipdepot("add", str(build_wheel(tmp_path / "private", "corp-tool", "0.1")), "--mirror", str(mirror))
-    held = json.loads(run_pipdepot("ls", "--json", "--mirror", str(mirror)).stdout)
+    held = json.loads(run_pipdepot("ls", "--json", "--offline", "--mirror", str(mirror)).stdout)
     by_name = {p["name"]: p for p in held}
     assert set(by_name) == {"app", "buildtool", "corp-tool", "lib", "nativelib", "srconly"}
     assert by_name["nativelib"]["versions"] == ["1.0"]
@@ -405,7 +405,7 @@ def test_ls_lists_projects_versions_and_files(
     assert {f["source"] for f in by_name["lib"]["files"]} == {"upstream"}
     text = run_pipdepot("ls", "Lib", "--mirror", str(mirror)).stdout
     assert "lib-2.0-py3-none-any.whl" in text
-    assert "6 projects, 7 files" in run_pipdepot("ls", "--mirror", str(mirror)).stdout
+    assert "6 projects, 7 files" in run_pipdepot("ls", "--offline", "--mirror", str(mirror)).stdout
     result = run_pipdepot("ls", "nothing-here", "--mirror", str(mirror), check=False)
     assert result.returncode == 1
     assert result.stderr.startswith("pipdepot: error: nothing-here: no files")

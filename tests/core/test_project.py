@@ -332,6 +332,7 @@ def test_a_stored_page_renders_from_its_lines_as_from_the_parsed_state() -> None
     added = {"filename": "x-1.0-py3-none-any.whl", "url": "local:///packages/+local/x/x-1.0-py3-none-any.whl"}
     state.added = [{**added, "hashes": {"sha256": "ef" * 32}, "size": 7}]
     state.local["x-1.0-py3-none-any.whl"] = LocalFile("ef" * 32, 7)
+    state.merge_upstream = True  # an added file beside upstream's: a project allowed to merge
     state.merge_added()
     meta, _ = stored_listing(_stored(state))
     assert meta["all_sizes"] is True
