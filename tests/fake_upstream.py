@@ -124,8 +124,8 @@ class FakeUpstream:
             versions = sorted(
                 {str(_version_of(d.path.name)) for d in dists}, key=Version
             )  # as PyPI lists them
-            body = {"meta": {"api-version": "1.1"}, "name": name, "files": files, "versions": versions}
-            body = {**body, **self._pep708_keys(name)}
+            page = {"meta": {"api-version": "1.1"}, "name": name, "files": files, "versions": versions}
+            body: dict[str, object] = {**page, **self._pep708_keys(name)}
             return web.Response(
                 body=json.dumps(body).encode(),
                 content_type="application/vnd.pypi.simple.v1+json",
