@@ -470,6 +470,7 @@ class FileCache:
         return data
 
     async def _keep_provenance(self, entry: FileEntry, data: bytes) -> None:
+        """Store the provenance beside its file; a store error is logged, never the file's failure."""
         try:
             await self.store.put(StoreKey(_key_of(entry) + PROVENANCE_SUFFIX), data)
         except OSError as exc:
@@ -494,7 +495,7 @@ class FileCache:
             return None
         data = await fetch_provenance(self.client, url)
         self.metrics.bytes_fetched += len(data)
-        await self.store.put(key, data)
+        await self._keep_provenance(entry, data)  # a store that fails to keep it: served all the same
         return data, False
 
     async def metadata_cached(self, entry: FileEntry) -> bool:

@@ -333,7 +333,7 @@ class _Routes:
 
     async def file(self, request: BaseRequest, path: str) -> web.StreamResponse:
         sibling = next((s for s in (".metadata", PROVENANCE_SUFFIX) if path.endswith(s)), "")
-        found = await self.mirror.find(path.removesuffix(sibling) if sibling else path)
+        found = await self.mirror.find(path.removesuffix(sibling))
         if found is None:
             return _text(404, "no such file")
         name, entry = found
