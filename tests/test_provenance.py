@@ -7,6 +7,7 @@ offline too, and a bad one never costs the file.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import tarfile
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING
 import pytest
 from pypi_simple import ProjectPage
 
+from pipdepot.core.names import NormalizedName
+from pipdepot.operations.session import open_mirror
 from tests.depot import Depot, fresh_venv, get, installed, pip_install, uv_install
 from tests.fake_upstream import FakeUpstream, Mode
 from tests.mirror_audit import audit_mirror
@@ -192,6 +195,15 @@ def test_export_and_import_carry_provenance(
     target = tmp_path / "target"
     assert "imported 2 files" in run_pipdepot("import", str(archive), "--mirror", str(target)).stdout
     assert (target / f"{url}.provenance").read_bytes() == PROVENANCE
+    assert audit_mirror(target).problems == []
+
+    async def forget() -> int:  # as sync's pruning and a rolled-back import do
+        async with open_mirror(target, purpose="test", writer=True) as opened:
+            return await opened.forget(NormalizedName("signed"), WHEEL)
+
+    assert asyncio.run(forget()) > 0
+    assert not (target / url).exists()
+    assert not (target / f"{url}.provenance").exists()  # the file's provenance goes with it
     assert audit_mirror(target).problems == []
 
     forged = tmp_path / "forged.tar"  # a provenance that is not one: the import is refused whole
