@@ -54,6 +54,12 @@ class FakeUpstream:
     #: Answer Range requests with 206, as PyPI's file host does; else send the whole file.
     ranges: bool = True
     projects: dict[str, list[Dist]] = field(default_factory=dict)
+    #: PEP 708 by project: ``meta.tracks``, ``alternate-locations`` (JSON); ``pypi:`` meta elements (HTML).
+    tracks: dict[str, list[str]] = field(default_factory=dict)
+    alternate_locations: dict[str, list[str]] = field(default_factory=dict)
+    #: PEP 740 provenance documents, by filename, served at ``/integrity/<filename>/provenance``
+    #: (not beside the file, as PyPI's are not).
+    provenances: dict[str, bytes] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
     range_hits: Counter[str] = field(default_factory=Counter)
     port: int = 0
@@ -113,11 +119,13 @@ class FakeUpstream:
                 }
                 if self.with_metadata and d.metadata is not None:
                     entry["core-metadata"] = {"sha256": hashlib.sha256(d.metadata).hexdigest()}
+                entry.update(self._provenance_key(d))
                 files.append(entry)
             versions = sorted(
                 {str(_version_of(d.path.name)) for d in dists}, key=Version
             )  # as PyPI lists them
-            body = {"meta": {"api-version": "1.1"}, "name": name, "files": files, "versions": versions}
+            page = {"meta": {"api-version": "1.1"}, "name": name, "files": files, "versions": versions}
+            body: dict[str, object] = {**page, **self._pep708_keys(name)}
             return web.Response(
                 body=json.dumps(body).encode(),
                 content_type="application/vnd.pypi.simple.v1+json",
@@ -134,8 +142,10 @@ class FakeUpstream:
                 )
             if self.with_metadata and d.metadata is not None:
                 attrs += f' data-core-metadata="sha256={hashlib.sha256(d.metadata).hexdigest()}"'
+            attrs += self._provenance_attribute(d)
             links.append(f"<a {attrs}>{d.path.name}</a><br>")
-        text = "<!DOCTYPE html><html><body>" + "\n".join(links) + "</body></html>"
+        head = self._pep708_metas(name)
+        text = f"<!DOCTYPE html><html><head>{head}</head><body>" + "\n".join(links) + "</body></html>"
         return web.Response(text=text, content_type="text/html")
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
@@ -164,6 +174,37 @@ class FakeUpstream:
                 await response.write_eof()
                 return response
         return web.Response(status=404)
+
+    def _pep708_keys(self, name: str) -> dict[str, object]:
+        keys: dict[str, object] = {}
+        if name in self.tracks:
+            keys["meta"] = {"api-version": "1.4", "tracks": self.tracks[name]}
+        if name in self.alternate_locations:
+            keys["alternate-locations"] = self.alternate_locations[name]
+        return keys
+
+    def _pep708_metas(self, name: str) -> str:
+        metas = [("tracks", url) for url in self.tracks.get(name, [])]
+        metas += [("alternate-locations", url) for url in self.alternate_locations.get(name, [])]
+        return "".join(f'<meta name="pypi:{key}" content="{html.escape(url)}">' for key, url in metas)
+
+    def _provenance_key(self, d: Dist) -> dict[str, object]:
+        """Absolute in JSON, relative in HTML: both are allowed."""
+        if d.path.name not in self.provenances:
+            return {}
+        return {"provenance": f"http://127.0.0.1:{self.port}{_provenance_path(d.path.name)}"}
+
+    def _provenance_attribute(self, d: Dist) -> str:
+        if d.path.name not in self.provenances:
+            return ""
+        return f' data-provenance="{_provenance_path(d.path.name)}"'
+
+    async def _provenance(self, request: web.Request) -> web.StreamResponse:
+        self.hits[request.path] += 1
+        document = self.provenances.get(request.match_info["filename"])
+        if document is None:
+            return web.Response(status=404)
+        return web.Response(body=document, content_type="application/json")
 
     def _range(self, request: web.Request, data: bytes) -> web.StreamResponse:
         self.range_hits[request.path] += 1
@@ -198,6 +239,7 @@ class FakeUpstream:
             app = web.Application()
             app.router.add_get("/simple/{name}/", self._page)
             app.router.add_get("/packages/{tail:.*}", self._file)
+            app.router.add_get("/integrity/{filename}/provenance", self._provenance)
             self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -244,6 +286,10 @@ def _wheel_metadata(path: Path) -> bytes | None:
             return wheel.read(member)
         except (zipfile.BadZipFile, NotImplementedError, zlib.error):
             return None
+
+
+def _provenance_path(filename: str) -> str:
+    return f"/integrity/{filename}/provenance"
 
 
 def _version_of(filename: str) -> Version:

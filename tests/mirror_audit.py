@@ -3,7 +3,8 @@
 Used after SIGKILLs: every recorded file present with its size and sha256 (and its metadata
 file's: extracted, or upstream's as the file's entry announces it), each project's ``index.html``
 listing exactly the recorded files, the root listing exactly the projects that have files, no
-file under ``packages/`` that no record names.
+file under ``packages/`` that no record names (a file's PEP 740 ``.provenance``, kept when its
+entry declares one, is the file's).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipdepot.core.project import local_path_of
+from pipdepot.core.project import PROVENANCE_SUFFIX, local_path_of
 
 _HREF = re.compile(r'href="([^"#]+)(?:#sha256=([0-9a-f]{64}))?"')
 
@@ -88,6 +89,11 @@ def _audit_project(mirror: Path, name: str, local: dict[str, Any], audit: Audit)
         elif (announced := _announced_metadata(info.get("entry") or {})) and metadata.exists():
             paths.add(metadata)  # upstream's PEP 658 metadata, kept once a client asked for it
             _check_file(metadata, None, announced, audit)
+        provenance = path.with_name(path.name + PROVENANCE_SUFFIX)
+        if (info.get("entry") or {}).get("provenance") and provenance.exists():
+            paths.add(provenance)  # upstream's PEP 740 provenance, kept with the file: a JSON object
+            if not isinstance(json.loads(provenance.read_bytes()), dict):
+                audit.problems.append(f"not a provenance document: {provenance.name}")
     audit.problems.extend(f"{name}/index.html lists {path.name}, not recorded" for path in listed)
     return paths
 

@@ -3,9 +3,9 @@
 For a bucket (``s3://BUCKET/PREFIX``), where there is no directory to walk: every record's local
 files present with their size and sha256 (and extracted metadata's), each ``<project>/index.html``
 listing exactly the recorded files, the root index listing exactly the projects with files, no
-key under ``packages/`` that no record names. SeaweedFS keeps a "directory" listed after its
-last key is deleted, so a project is in the tree when its ``index.html`` is there, not when its
-name is listed.
+key under ``packages/`` that no record names (a ``.provenance`` its file's entry declares is the
+file's). SeaweedFS keeps a "directory" listed after its last key is deleted, so a project is in
+the tree when its ``index.html`` is there, not when its name is listed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from pipdepot.core.project import local_path_of
+from pipdepot.core.project import PROVENANCE_SUFFIX, local_path_of
 from pipdepot.storage.locate import open_store
 from pipdepot.storage.store import STATE_DIR, StoreKey
 from tests.mirror_audit import SETTLE_S, Audit
@@ -108,6 +108,9 @@ async def _audit_project(store: Store, name: str, local: dict[str, Any], audit: 
             await _check(store, metadata, None, info["metadata_sha256"], audit)
         elif await store.stat(StoreKey(metadata)) is not None:
             keys.add(metadata)  # upstream's PEP 658 metadata, kept once a client asked for it
+        provenance = f"{key}{PROVENANCE_SUFFIX}"
+        if (info.get("entry") or {}).get("provenance") and await store.stat(StoreKey(provenance)):
+            keys.add(provenance)  # upstream's PEP 740 provenance, kept with the file
     audit.problems.extend(f"{name}/index.html lists {key}, not recorded" for key in listed)
     return keys
 

@@ -405,6 +405,7 @@ def test_pip_and_uv_through_nginx_cold_then_warm(tmp_path: Path, front: Front) -
 def test_nginx_answers_files_with_pipdepots_headers_and_passes_the_rest(front: Front, dists: Path) -> None:
     name = "beta-1.0-py3-none-any.whl"
     data = (dists / name).read_bytes()
+    front.upstream.provenances[name] = b'{"version": 1, "attestation_bundles": []}'  # PEP 740
     depot_url = file_url(front.depot, name)
     path = depot_url.removeprefix(front.depot.url)
     assert get(front.nginx.url + path)[2] == data  # a miss: pipdepot downloads and commits it
@@ -421,12 +422,16 @@ def test_nginx_answers_files_with_pipdepots_headers_and_passes_the_rest(front: F
     status, _, metadata = get(front.nginx.url + path + ".metadata")
     assert status == 200
     assert metadata.startswith(b"Metadata-Version")
+    status, headers, provenance = get(front.nginx.url + path + ".provenance")  # on disk, yet pipdepot's
+    assert (status, provenance) == (200, front.upstream.provenances[name])
+    assert (headers["Content-Type"], headers["Cache-Control"]) == ("application/json", "max-age=60, public")
     assert get(f"{front.nginx.url}/+health")[0] == 200
     assert get(f"{front.nginx.url}/packages/no/such/file.whl")[0] == 404
     time.sleep(0.3)
     log = [entry for entry in front.nginx.log_lines() if entry[0] == path]
     assert [upstream == "-" for _, _, upstream in log] == [False, True, True, True, False]
     assert f"GET {path}.metadata 200" in front.depot.log_text()
+    assert f"GET {path}.provenance 200" in front.depot.log_text()
 
 
 def test_a_file_being_downloaded_is_never_served_half_written(

@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from pypi_simple import ProjectPage
 
 from pipdepot.core import project
 from pipdepot.core.names import NormalizedName
@@ -28,6 +29,7 @@ from pipdepot.server.pages import (
     render_listing,
     render_project_html,
     render_project_json,
+    render_tree_html,
 )
 
 
@@ -108,10 +110,11 @@ def test_a_json_page_keeps_every_field_and_resolves_urls() -> None:
     served = json.loads(b"".join(render_project_json(state, page_files(state, local_only=False))))
     assert served["project-status"] == {"status": "deprecated"}
     assert served["files"][0]["url"] == "/packages/aa/bb/cc/x-1.0-py3-none-any.whl"
-    assert served["files"][0]["provenance"] == "https://example/prov"
+    assert served["files"][0]["provenance"] == "/packages/aa/bb/cc/x-1.0-py3-none-any.whl.provenance"
     html = b"".join(render_project_html(state, page_files(state, local_only=False))).decode()
     assert '<meta name="pypi:project-status" content="deprecated">' in html
-    assert 'data-provenance="https://example/prov"' in html
+    assert 'data-provenance="/packages/aa/bb/cc/x-1.0-py3-none-any.whl.provenance"' in html
+    assert entry["provenance"] == "https://example/prov"  # upstream's, kept to fetch it from
 
 
 @pytest.mark.parametrize(
@@ -342,3 +345,69 @@ def test_a_stored_page_renders_from_its_lines_as_from_the_parsed_state() -> None
         streamed = b"".join(render_listing("x", meta["extra"], listed_files(entries, state), fmt))  # type: ignore[arg-type]
         assert streamed == b"".join(render(state, files))
     assert b"cd" * 32 in streamed  # the extracted metadata hash is listed
+
+
+TRACKS = ["https://upstream.example/simple/x/", "https://other.example/simple/x/"]
+ALTERNATES = ["https://alt.example/simple/x/"]
+
+
+def _pep708_state(content_type: str) -> ProjectState:
+    """A page from an upstream that says ``x`` tracks two projects and has one alternate location."""
+    if content_type.endswith("json"):
+        body = json.dumps(
+            {
+                "meta": {"api-version": "1.4", "tracks": TRACKS},
+                "name": "x",
+                "alternate-locations": ALTERNATES,
+                "files": [
+                    {
+                        "filename": "x-1.0.tar.gz",
+                        "url": "/packages/aa/bb/cc/x-1.0.tar.gz",
+                        "hashes": {"sha256": "00"},
+                        "size": 3,
+                        "provenance": "/integrity/x-1.0.tar.gz/provenance",
+                    }
+                ],
+            }
+        ).encode()
+    else:
+        metas = "".join(f'<meta name="pypi:tracks" content="{url}">' for url in TRACKS)
+        metas += f'<meta name="pypi:alternate-locations" content="{ALTERNATES[0]}">'
+        href = "/packages/aa/bb/cc/x-1.0.tar.gz#sha256=00"
+        link = f'<a href="{href}" data-provenance="../../integrity/p">x-1.0.tar.gz</a>'
+        body = f"<html><head>{metas}</head><body>{link}</body></html>".encode()
+    return parse_upstream_page(
+        NormalizedName("x"), body, content_type, "https://i/simple/x/", "https://i/simple/"
+    )
+
+
+@pytest.mark.parametrize("content_type", ["application/vnd.pypi.simple.v1+json", "text/html"])
+def test_pep708_metadata_is_kept_and_rendered_in_both_forms(content_type: str) -> None:
+    state = _pep708_state(content_type)
+    assert state.extra["tracks"] == TRACKS
+    assert state.extra["alternate-locations"] == ALTERNATES
+    assert state.files[0]["provenance"].startswith("https://i/")  # made absolute, to fetch it from
+    files = page_files(state, local_only=False)
+    served = json.loads(b"".join(render_project_json(state, files)))
+    assert served["meta"]["tracks"] == TRACKS
+    assert "tracks" not in served  # PEP 708 puts it in meta only
+    assert served["alternate-locations"] == ALTERNATES
+    assert served["files"][0]["provenance"] == "/packages/aa/bb/cc/x-1.0.tar.gz.provenance"
+    for html in (
+        b"".join(render_project_html(state, files)),
+        render_tree_html(state, files),
+    ):
+        page = ProjectPage.from_html("x", html)
+        assert page.repository_version == "1.4"  # PEP 708 needs 1.2, PEP 740 1.3
+        assert page.tracks == TRACKS
+        assert page.alternate_locations == ALTERNATES
+    tree = ProjectPage.from_html("x", render_tree_html(state, files))
+    assert tree.packages[0].provenance_url == "../packages/aa/bb/cc/x-1.0.tar.gz.provenance"  # as its file
+
+
+def test_a_file_without_provenance_gets_none_on_its_page() -> None:
+    state = _pep708_state("application/vnd.pypi.simple.v1+json")
+    state.files[0]["provenance"] = None  # PEP 740 allows null
+    files = page_files(state, local_only=False)
+    assert json.loads(b"".join(render_project_json(state, files)))["files"][0]["provenance"] is None
+    assert b"data-provenance" not in b"".join(render_project_html(state, files))

@@ -22,11 +22,14 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from pypi_simple import ProjectPage
+
     from pipdepot.core.names import NormalizedName
 
 __all__ = [
     "ADDED_SCHEME",
     "JSON_TYPE",
+    "PROVENANCE_SUFFIX",
     "FileEntry",
     "LocalFile",
     "ProjectState",
@@ -44,6 +47,8 @@ __all__ = [
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 #: The URL scheme of files put in by ``pipdepot add``: they have no upstream to come from.
 ADDED_SCHEME = "local://"
+#: A file's PEP 740 provenance is kept and served beside it, as its PEP 658 metadata is (``.metadata``).
+PROVENANCE_SUFFIX = ".provenance"
 FileEntry = dict[str, Any]
 #: Stored state formats: 1 held page and local files in one file; 2 is the page alone, beside a local
 #: record; 3 is format 2 with one file entry per line.
@@ -396,7 +401,13 @@ def _from_json(body: bytes | str, page_url: str) -> tuple[list[FileEntry], dict[
             entry["url"] = urljoin(page_url, url)
         if "dist-info-metadata" in entry:
             entry.setdefault("core-metadata", entry.pop("dist-info-metadata"))
+        provenance = entry.get("provenance")
+        if isinstance(provenance, str) and provenance and "://" not in provenance:
+            entry["provenance"] = urljoin(page_url, provenance)
     extra = {k: v for k, v in data.items() if k not in {"meta", "name", "files"}}
+    tracks = data["meta"].get("tracks")  # PEP 708 puts it in ``meta``: kept with the project's keys
+    if isinstance(tracks, list) and tracks:
+        extra["tracks"] = tracks
     return files, extra
 
 
@@ -420,14 +431,23 @@ def _from_html(
         if package.has_sig is not None:
             entry["gpg-sig"] = package.has_sig
         if package.provenance_url is not None:
-            entry["provenance"] = package.provenance_url
+            entry["provenance"] = urljoin(page_url, package.provenance_url)
         entries.append(entry)
+    return entries, _html_extra(page)
+
+
+def _html_extra(page: ProjectPage) -> dict[str, Any]:
+    """The project-level keys of an HTML page's ``pypi:`` meta elements, as PEP 691 JSON has them."""
     extra: dict[str, Any] = {}
+    if page.tracks:  # PEP 708 (``meta.tracks`` in JSON: pages put it back there)
+        extra["tracks"] = list(page.tracks)
+    if page.alternate_locations:
+        extra["alternate-locations"] = list(page.alternate_locations)
     if page.status is not None:
         extra["project-status"] = {"status": page.status}
         if page.status_reason:
             extra["project-status"]["reason"] = page.status_reason
-    return entries, extra
+    return extra
 
 
 def versions_of(files: list[FileEntry]) -> list[str]:
@@ -437,5 +457,6 @@ def versions_of(files: list[FileEntry]) -> list[str]:
 
 
 def project_of_path(path: str) -> NormalizedName | None:
-    """The project a served file path belongs to, from its filename."""
-    return project_of_filename(path.rsplit("/", 1)[-1].removesuffix(".metadata"))
+    """The project a served file path belongs to, from its filename (or its metadata or provenance file's)."""
+    filename = path.rsplit("/", 1)[-1]
+    return project_of_filename(filename.removesuffix(".metadata").removesuffix(PROVENANCE_SUFFIX))

@@ -1,7 +1,8 @@
 """``pipdepot export`` and ``import``: carry a mirror, or the part requirements need, to another machine.
 
 The archive is a tar: first ``pipdepot-export.json`` (each project's file
-entries with sha256 and size), then the files at their paths in the mirror.
+entries with sha256 and size), then the files at their paths in the mirror, each
+with its ``.metadata`` and ``.provenance`` when the mirror keeps them.
 Import reads and hashes every file into the target mirror's spool before it
 changes anything; a file whose bytes differ from the manifest, or that would
 replace a different file already there, stops it with nothing changed.
@@ -25,11 +26,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pipdepot.core.archive import MEMBER_LIMIT, ArchiveError, open_tar, read_tar_member, tar_members
 from pipdepot.core.distribution import InvalidDistribution, check_metadata, inspect_distribution
 from pipdepot.core.names import normalize_project
-from pipdepot.core.project import LocalFile
+from pipdepot.core.project import PROVENANCE_SUFFIX, LocalFile
 from pipdepot.errors import MirrorError
 from pipdepot.fill.manifest import FORMAT, MANIFEST, ManifestError, Record, read_manifest
 from pipdepot.operations.session import open_mirror
 from pipdepot.server.mirror import ImportedFile, Origin
+from pipdepot.server.provenance import PROVENANCE_LIMIT, InvalidProvenance, check_provenance
 from pipdepot.storage.digests import stored_sha256
 from pipdepot.storage.store import IntegrityError, StoreKey
 
@@ -95,6 +97,9 @@ async def export_mirror(
                 metadata = await mirror.local_copy(StoreKey(key + ".metadata"))
                 if metadata is not None:
                     members.append((key + ".metadata", metadata, local.metadata_sha256))
+                provenance = await mirror.local_copy(StoreKey(key + PROVENANCE_SUFFIX))
+                if provenance is not None:  # checked as a document on import; it has no recorded digest
+                    members.append((key + PROVENANCE_SUFFIX, provenance, None))
                 report.files += 1
                 report.size += state.local[entry["filename"]].size
             report.projects.add(state.name)
@@ -226,6 +231,7 @@ def _unpack(archive_path: Path, spool: Path) -> tuple[list[Record], dict[str, _S
                 raise MirrorError(f"{archive_path}: its manifest is over {_MANIFEST_LIMIT >> 20} MiB")
             records = read_manifest(json.loads(read_tar_member(archive, first, _MANIFEST_LIMIT)))
             wanted = {f"files/{r.path}.metadata": MEMBER_LIMIT for r in records}
+            wanted.update({f"files/{r.path}{PROVENANCE_SUFFIX}": PROVENANCE_LIMIT for r in records})
             wanted.update({f"files/{r.path}": r.size for r in records})
             needed, free = sum(r.size for r in records), shutil.disk_usage(spool).free
             if needed > free:
@@ -263,7 +269,7 @@ def _check_member(
     if not member.isfile():
         raise MirrorError(f"{archive_path}: member {name!r} is not a regular file")
     limit = wanted[name]
-    if member.size > limit or (member.size != limit and not name.endswith(".metadata")):
+    if member.size > limit or (member.size != limit and not name.endswith((".metadata", PROVENANCE_SUFFIX))):
         raise MirrorError(
             f"{archive_path}: member {name!r} is {member.size} bytes, its manifest says {limit}"
         )
@@ -325,7 +331,10 @@ async def _plan(
         metadata_sha256 = hashlib.sha256(metadata).hexdigest() if metadata is not None else None
         local = LocalFile(found.sha256, record.size, metadata_sha256)
         origin = Origin(record.upstream, record.extra, added=record.added)
-        plan.append(ImportedFile(record.project, record.entry, local, found.path, metadata, origin))
+        provenance = _provenance(staged, record)
+        plan.append(
+            ImportedFile(record.project, record.entry, local, found.path, metadata, origin, provenance)
+        )
     return plan
 
 
@@ -343,6 +352,19 @@ def _metadata(staged: dict[str, _Staged], record: Record) -> bytes | None:
         check_metadata(record.filename, data)
     except InvalidDistribution as exc:
         raise MirrorError(f"{record.path}.metadata: {exc}; nothing imported") from None
+    return data
+
+
+def _provenance(staged: dict[str, _Staged], record: Record) -> bytes | None:
+    """The file's PEP 740 provenance from the archive, checked as a document."""
+    found = staged.get(record.path + PROVENANCE_SUFFIX)
+    if found is None:
+        return None
+    data = found.path.read_bytes()
+    try:
+        check_provenance(data)
+    except InvalidProvenance as exc:
+        raise MirrorError(f"{record.path}{PROVENANCE_SUFFIX}: {exc}; nothing imported") from None
     return data
 
 

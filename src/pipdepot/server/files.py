@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from pipdepot.core.archive import MEMBER_LIMIT, ArchiveError, wheel_metadata
 from pipdepot.core.project import (
     ADDED_SCHEME,
+    PROVENANCE_SUFFIX,
     LocalFile,
     ProjectState,
     UnusablePage,
@@ -34,6 +35,7 @@ from pipdepot.core.project import (
 from pipdepot.errors import UpstreamError
 from pipdepot.server.download import Download
 from pipdepot.server.leases import Leases
+from pipdepot.server.provenance import fetch_provenance, upstream_provenance
 from pipdepot.storage.digests import file_sha256, stored_sha256
 from pipdepot.storage.store import COMMIT_MARKER, AlreadyExists, IntegrityError, StoreKey
 
@@ -79,6 +81,8 @@ class ImportedFile:
     staged: Path
     metadata: bytes | None
     origin: Origin
+    #: PEP 740 provenance from the archive, checked as a document (kept as ``<file>.provenance``).
+    provenance: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +164,7 @@ class FileCache:
                 return
         with contextlib.suppress(ValueError):  # not a key: nothing to remove
             await self.store.delete(StoreKey(key + ".metadata"))
+            await self.store.delete(StoreKey(key + PROVENANCE_SUFFIX))
             await self.store.delete(key)
             logger.warning("removed %s: moved into the tree, then killed before it was recorded", key)
 
@@ -309,6 +314,8 @@ class FileCache:
             await self._put_verified(key, item.staged, local.sha256)
             if item.metadata is not None:
                 await self.store.put(StoreKey(key + ".metadata"), item.metadata)
+            if item.provenance is not None:
+                await self.store.put(StoreKey(key + PROVENANCE_SUFFIX), item.provenance)
             if not origin.added:
                 await self._page_lists(name, entry, origin)
 
@@ -346,7 +353,7 @@ class FileCache:
         return Path(name)
 
     async def forget(self, name: NormalizedName, filename: str) -> int:
-        """Remove a local file (and its metadata file) from the store and the pages; its size, or 0."""
+        """Remove a local file, its metadata and provenance, from the store and the pages; its size, or 0."""
         async with self.records.lock(name):
             removed: list[tuple[LocalFile, str]] = []
 
@@ -369,6 +376,7 @@ class FileCache:
             key = StoreKey(path.removeprefix("/"))
             await self.store.delete(key)
             await self.store.delete(StoreKey(key + ".metadata"))
+            await self.store.delete(StoreKey(key + PROVENANCE_SUFFIX))
             self.downloaded.pop(filename, None)
             return local.size
 
@@ -397,9 +405,14 @@ class FileCache:
         started = time.monotonic()
 
         metadata: list[str | None] = [None]
+        # fetched while the file downloads, kept before its commit: a recorded file has its provenance
+        url = upstream_provenance(entry)
+        provenance = asyncio.create_task(self._fetch_provenance(entry, url)) if url is not None else None
 
         async def prepare(spool: Path) -> None:  # before the commit: the spool is a local file on any store
             metadata[0] = await self._store_metadata(entry, spool)
+            if provenance is not None and (data := await provenance) is not None:
+                await self._keep_provenance(entry, data)
 
         async def record(stored: StoredFile, sha256: str) -> None:
             await self._add_local(name, entry, LocalFile(sha256, stored.size, metadata[0]))
@@ -415,6 +428,8 @@ class FileCache:
             self.metrics.upstream_errors += isinstance(exc, UpstreamError)
             logger.warning("download of %s failed: %s", download.url, exc)
         finally:
+            if provenance is not None:
+                provenance.cancel()  # the file failed, or another process committed it (and its provenance)
             self._downloads.pop(download.key, None)
             self.metrics.bytes_fetched += download.written
 
@@ -439,6 +454,49 @@ class FileCache:
             return None
         await self.store.put(StoreKey(_key_of(entry) + ".metadata"), data)
         return hashlib.sha256(data).hexdigest()
+
+    async def _fetch_provenance(self, entry: FileEntry, url: str) -> bytes | None:
+        """Upstream's provenance document for the file; ``None`` (logged) when it cannot be had.
+
+        A provenance that is missing, too large or not a document never fails the file's download.
+        """
+        assert self.client is not None  # noqa: S101 (only downloads fetch it)
+        try:
+            data = await fetch_provenance(self.client, url)
+        except UpstreamError as exc:
+            logger.warning("provenance of %s not kept: %s", entry["filename"], exc)
+            return None
+        self.metrics.bytes_fetched += len(data)
+        return data
+
+    async def _keep_provenance(self, entry: FileEntry, data: bytes) -> None:
+        """Store the provenance beside its file; a store error is logged, never the file's failure."""
+        try:
+            await self.store.put(StoreKey(_key_of(entry) + PROVENANCE_SUFFIX), data)
+        except OSError as exc:
+            logger.warning("provenance of %s not kept: %s", entry["filename"], exc)
+
+    async def provenance(self, entry: FileEntry) -> tuple[bytes, bool] | None:
+        """The file's PEP 740 provenance, and whether it was in the store already.
+
+        Kept from the file's download; else fetched from upstream now, when online, and kept.
+        ``None``: upstream declares none, or the mirror is offline and has none kept.
+
+        :raises UpstreamError: upstream's could not be fetched or is not a provenance document.
+        """
+        url = upstream_provenance(entry)
+        if url is None:
+            return None
+        key = StoreKey(_key_of(entry) + PROVENANCE_SUFFIX)
+        kept = await self.store.read(key)
+        if kept is not None:
+            return kept, True
+        if self.client is None:
+            return None
+        data = await fetch_provenance(self.client, url)
+        self.metrics.bytes_fetched += len(data)
+        await self._keep_provenance(entry, data)  # a store that fails to keep it: served all the same
+        return data, False
 
     async def metadata_cached(self, entry: FileEntry) -> bool:
         """Whether the file's core metadata is in the store (served as a hit)."""

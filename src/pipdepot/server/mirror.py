@@ -207,6 +207,10 @@ class Mirror:
         """See :meth:`FileCache.metadata`."""
         return await self.files.metadata(name, entry)
 
+    async def provenance(self, entry: FileEntry) -> tuple[bytes, bool] | None:
+        """See :meth:`FileCache.provenance`."""
+        return await self.files.provenance(entry)
+
     async def add(self, dist: LocalDistribution) -> bool:
         """See :meth:`FileCache.add`."""
         return await self.files.add(dist)

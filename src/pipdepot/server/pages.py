@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import zstandard
 
-from pipdepot.core.project import JSON_TYPE, local_path_of, versions_of
+from pipdepot.core.project import JSON_TYPE, PROVENANCE_SUFFIX, local_path_of, versions_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -59,6 +59,8 @@ _ALIASES = {
     "application/vnd.pypi.simple.latest+json": JSON_TYPE,
     "application/vnd.pypi.simple.latest+html": HTML_TYPE,
 }
+#: Extra keys not rendered at the top of a JSON page: ``versions`` is computed, ``tracks`` is ``meta``'s.
+_NOT_TOP_LEVEL = frozenset({"versions", "tracks"})
 CONTENT_TYPES: dict[Format, str] = {"json": JSON_TYPE, "html": HTML_TYPE, "text/html": "text/html"}
 
 
@@ -333,8 +335,11 @@ def _json(  # noqa: PLR0913 (the page's parts, each computed by the caller)
     files: Iterable[FileEntry],
     path_of: Callable[[FileEntry], str],
 ) -> Iterator[bytes]:
-    head: dict[str, object] = {"meta": {"api-version": api_version}, "name": name}
-    head.update({k: v for k, v in extra.items() if k != "versions"})
+    meta: dict[str, object] = {"api-version": api_version}
+    head: dict[str, object] = {"meta": meta, "name": name}
+    head.update({k: v for k, v in extra.items() if k not in _NOT_TOP_LEVEL})
+    if "tracks" in extra:  # PEP 708: the one project key that ``meta`` holds
+        meta["tracks"] = extra["tracks"]
     head["versions"] = versions
     yield json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"files":['
     separator = b""
@@ -344,6 +349,8 @@ def _json(  # noqa: PLR0913 (the page's parts, each computed by the caller)
             item = dict(entry)
             item["url"] = path_of(entry)
             item.setdefault("hashes", {})
+            if _has_provenance(entry):  # upstream's URL: served by pipdepot beside the file instead
+                item["provenance"] = item["url"] + PROVENANCE_SUFFIX
             served.append(item)
         yield separator + _COMPACT.encode(served)[1:-1].encode()
         separator = b","
@@ -360,6 +367,8 @@ def _html(
         "<head>",
         f'<meta name="pypi:repository-version" content="{API_VERSION}">',
     ]
+    for key in ("tracks", "alternate-locations"):  # PEP 708: one element per URL
+        lines += [f'<meta name="pypi:{key}" content="{escape(url)}">' for url in _urls(extra.get(key))]
     status = extra.get("project-status")
     if isinstance(status, dict) and status.get("status"):
         lines.append(f'<meta name="pypi:project-status" content="{escape(str(status["status"]))}">')
@@ -372,6 +381,17 @@ def _html(
     for batch in _batches(files):
         yield ("\n".join(_anchor(entry, href_of(entry)) for entry in batch) + "\n").encode()
     yield b"</body>\n</html>\n"
+
+
+def _urls(value: object) -> list[str]:
+    """A PEP 708 list of URLs as upstream gave it; anything else is not rendered."""
+    return [url for url in value if isinstance(url, str)] if isinstance(value, list) else []
+
+
+def _has_provenance(entry: FileEntry) -> bool:
+    """Whether upstream declares a PEP 740 provenance file (a URL; ``null`` or absent: none)."""
+    provenance = entry.get("provenance")
+    return isinstance(provenance, str) and bool(provenance)
 
 
 def _batches(files: Iterable[FileEntry]) -> Iterator[list[FileEntry]]:
@@ -403,8 +423,8 @@ def _anchor(entry: FileEntry, href: str) -> str:
         attributes.append(f'data-core-metadata="{value}"')
     if "gpg-sig" in entry and entry["gpg-sig"] is not None:
         attributes.append(f'data-gpg-sig="{"true" if entry["gpg-sig"] else "false"}"')
-    if entry.get("provenance"):
-        attributes.append(f'data-provenance="{escape(str(entry["provenance"]))}"')
+    if _has_provenance(entry):  # PEP 740, at pipdepot's own URL beside the file (relative if ``href`` is)
+        attributes.append(f'data-provenance="{escape(href + PROVENANCE_SUFFIX)}"')
     return f"<a {' '.join(attributes)}>{escape(entry['filename'])}</a><br>"
 
 

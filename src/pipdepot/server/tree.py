@@ -24,6 +24,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from pipdepot.core.project import PROVENANCE_SUFFIX
 from pipdepot.server.pages import page_files, render_root_html, render_tree_html
 from pipdepot.storage.store import STATE_DIR, StoreKey
 
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 ROOT_INDEX = StoreKey("index.html")
 _PENDING = f"{STATE_DIR}/root-pending/"
+#: What is kept beside a file, not counted as one: its PEP 658 metadata and PEP 740 provenance.
+_SIBLINGS = (".metadata", PROVENANCE_SUFFIX)
 #: Top-level directories that are not projects.
 _NOT_PROJECTS = frozenset({"packages"})
 #: Rounds of write-and-check before a writer leaves convergence to the writers still changing it.
@@ -173,7 +176,7 @@ class Tree:
             if time.monotonic() - self._census_at < max_age:
                 return
             await self.projects(max_age=0)
-            self.metrics.cached_files = await self.store.count("packages/", excluding=".metadata")
+            self.metrics.cached_files = await self.store.count("packages/", excluding=_SIBLINGS)
             self._census_at = time.monotonic()
 
     def counted(self, files: int) -> None:

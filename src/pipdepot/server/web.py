@@ -2,7 +2,7 @@
 
 Routes: ``/`` and ``/simple/`` (root), ``/simple/<name>/`` and ``/<name>/``
 (project pages, so both the seed's bare URL and ``/simple/`` work as an index
-URL), ``/packages/...`` (files, ``.metadata``), ``/+health``, ``/+metrics``,
+URL), ``/packages/...`` (files, ``.metadata``, ``.provenance``), ``/+health``, ``/+metrics``,
 ``/+status``. Bad input is answered with a 4xx before it reaches the mirror.
 """
 
@@ -22,6 +22,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from pipdepot import __version__
 from pipdepot.core.names import normalize_project
+from pipdepot.core.project import PROVENANCE_SUFFIX
 from pipdepot.errors import UpstreamError
 from pipdepot.server.pages import CONTENT_TYPES, choose_encoding, negotiate
 from pipdepot.server.upload import UPLOAD_PATHS, bearer_secret
@@ -369,13 +370,15 @@ class _Routes:
         return web.Response(body=body, headers=headers)
 
     async def file(self, request: BaseRequest, path: str) -> web.StreamResponse:
-        is_metadata = path.endswith(".metadata")
-        found = await self.mirror.find(path.removesuffix(".metadata"))
+        sibling = next((s for s in (".metadata", PROVENANCE_SUFFIX) if path.endswith(s)), "")
+        found = await self.mirror.find(path.removesuffix(sibling))
         if found is None:
             return _text(404, "no such file")
         name, entry = found
-        if is_metadata:
+        if sibling == ".metadata":
             return await self.metadata(name, entry)
+        if sibling:
+            return await self.provenance(entry)
         hit = await self.mirror.local_file(name, entry)
         if hit is not None:
             return await self.send(request, hit, "hit")
@@ -449,6 +452,20 @@ class _Routes:
             return _text(404, "no metadata for this file")
         headers = {**_file_headers("hit" if cached else "miss"), "Content-Type": "application/octet-stream"}
         return web.Response(body=data, headers=headers)
+
+    async def provenance(self, entry: FileEntry) -> web.StreamResponse:
+        """A file's PEP 740 provenance, from the store (offline too) or fetched from upstream once."""
+        try:
+            found = await self.mirror.provenance(entry)
+        except UpstreamError as exc:
+            return _bad_gateway(f"provenance of {entry['filename']} unavailable", exc)
+        if found is None:
+            return _text(404, "no provenance for this file")
+        data, kept = found
+        self.mirror.metrics.bytes_served += len(data)
+        # not immutable, unlike the file: PEP 740 lets an index add attestations later
+        headers = {_CACHE_HEADER: "hit" if kept else "miss", "Cache-Control": _PAGE_CACHE}
+        return web.Response(body=data, headers=headers, content_type="application/json")
 
     async def send(self, request: BaseRequest, hit: FileHit, cache: str) -> web.StreamResponse:
         """A stored file, with Range and HEAD.

@@ -188,7 +188,7 @@ class FilesystemStore:
             for name in files:
                 yield StoreKey(str(Path(directory, name).relative_to(self.root)))
 
-    async def count(self, prefix: str, *, excluding: str = "") -> int:
+    async def count(self, prefix: str, *, excluding: str | tuple[str, ...] = "") -> int:
         """Files under ``prefix``, counted by a walk in a thread."""
         return await asyncio.to_thread(_count, self.root / prefix if prefix else self.root, excluding)
 
@@ -235,7 +235,7 @@ def _read_start(path: Path, size: int) -> bytes:
         return stream.read(size)
 
 
-def _count(base: Path, excluding: str) -> int:
+def _count(base: Path, excluding: str | tuple[str, ...]) -> int:
     found = 0
     for _, _, files in os.walk(base):
         found += sum(1 for name in files if not (excluding and name.endswith(excluding)))

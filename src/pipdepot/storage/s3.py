@@ -374,7 +374,7 @@ class S3Store:
             for meta in page:
                 yield StoreKey(meta["path"])
 
-    async def count(self, prefix: str, *, excluding: str = "") -> int:
+    async def count(self, prefix: str, *, excluding: str | tuple[str, ...] = "") -> int:
         """Keys under ``prefix``, counted page by page (the listing is I/O: the loop goes on meanwhile)."""
         found = 0
         async for key in self.list(prefix):

@@ -137,8 +137,8 @@ class Store(Protocol):
     def list(self, prefix: str) -> AsyncIterator[StoreKey]:
         """Every key under ``prefix`` (a directory-like prefix ending in ``/``, or ``""``)."""
 
-    async def count(self, prefix: str, *, excluding: str = "") -> int:
-        """How many keys are under ``prefix`` (those ending in ``excluding``, if given, left out).
+    async def count(self, prefix: str, *, excluding: str | tuple[str, ...] = "") -> int:
+        """How many keys are under ``prefix`` (those ending in ``excluding``, or one of them, left out).
 
         Without holding the caller's event loop: a census of 100,000 files takes seconds.
         """
