@@ -369,6 +369,25 @@ def test_bad_uploads_are_refused_in_one_line_and_leave_nothing(
             assert answer[0] == status, (reason, answer)
             assert reason in answer[1], answer
             assert answer[1].count("\n") == 1, answer
+        for body, content_type in (
+            (b"garbage", "multipart/form-data; boundary=xyz"),
+            (
+                b'--xyz\r\nContent-Disposition: form-data; name="a"\r\n\r\nb',
+                "multipart/form-data; boundary=xyz",
+            ),
+            (b"--xyz\r\n\r\n\r\n--xyz--\r\n", "multipart/form-data; boundary=xyz"),
+            (b"a=b", "application/x-www-form-urlencoded"),
+            (b"", "multipart/form-data"),
+        ):
+            auth = base64.b64encode(f"__token__:{token}".encode()).decode()
+            headers = {"Content-Type": content_type, "Authorization": f"Basic {auth}"}
+            request = urllib.request.Request(depot.url + "/", data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    status = response.status
+            except urllib.error.HTTPError as error:
+                status = error.code
+            assert status == 400, (body, content_type)
         assert not (mirror / "packages").exists() or stored_files(mirror) == []
         assert not list((mirror / ".pipdepot").rglob("upload-*"))  # the staging is gone
         assert post(depot.url + "/legacy/", good, (wheel.name, data), token)[0] == 200

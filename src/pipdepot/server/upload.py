@@ -36,6 +36,7 @@ from packaging.version import InvalidVersion, Version
 
 from pipdepot.core.distribution import InvalidDistribution, inspect_distribution
 from pipdepot.server.tokens import TOKEN_USER, TokenError
+from pipdepot.server.upstream import one_line
 from pipdepot.storage.store import IntegrityError
 
 if TYPE_CHECKING:
@@ -92,14 +93,19 @@ class Uploads:
 
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
         """Take one upload, or refuse it with a status and a one-line reason."""
-        staging = Path(tempfile.mkdtemp(dir=self.mirror.store.spool_directory(), prefix="upload-"))
+        staging = None
         try:
+            staging = Path(tempfile.mkdtemp(dir=self.mirror.store.spool_directory(), prefix="upload-"))
             dist, added, token = await self._take(request, staging)
         except _Refused as refused:
             logger.warning("upload refused (%d): %s", refused.status, refused.reason)
             return _answer(refused.status, refused.reason)
+        except OSError as exc:  # a full disk, a read-only mirror, a store down: nothing was committed
+            logger.warning("upload not stored: %s", exc)
+            return _answer(503, f"the mirror could not store the upload: {exc}")
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
         done = "uploaded" if added else "already had"
         logger.info("%s %s (%d bytes) with token %s", done, dist.filename, dist.size, token.id)
         return _answer(200, "OK")
@@ -118,6 +124,8 @@ class Uploads:
                 form = await self._read(request, token, staging)
         except TimeoutError:
             raise _Refused(408, f"the upload did not arrive within {self.deadline:.0f} s") from None
+        except (ValueError, AssertionError, LookupError) as exc:  # aiohttp's words for a malformed body
+            raise _Refused(400, f"a malformed multipart body: {one_line(str(exc), 120)}") from None
         self._check_scope(token, form)  # again: the name may have come after the file
         dist = await self._verify(form)
         try:
