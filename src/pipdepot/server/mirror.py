@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from pipdepot.server.metrics import Metrics
     from pipdepot.server.pages import Encoding, Format, RenderedPage
     from pipdepot.server.upstream import Partial, UpstreamClient
+    from pipdepot.server.views import TargetView
     from pipdepot.storage.store import Store, StoreKey
 
 __all__ = ["CacheStatus", "FileHit", "ImportedFile", "Mirror", "Origin", "PageResult", "View"]
@@ -139,10 +140,10 @@ class Mirror:
         return await self.pages.state(name)
 
     async def page(
-        self, name: NormalizedName, fmt: Format, encoding: Encoding | None
+        self, name: NormalizedName, fmt: Format, encoding: Encoding | None, view: TargetView | None = None
     ) -> tuple[RenderedPage, CacheStatus] | None:
         """See :meth:`PageCache.page`."""
-        return await self.pages.page(name, fmt, encoding)
+        return await self.pages.page(name, fmt, encoding, view)
 
     async def project(self, name: NormalizedName) -> PageResult | None:
         """See :meth:`PageCache.project`."""

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from pipdepot.server.records import Records
     from pipdepot.server.tree import Tree
     from pipdepot.server.upstream import UpstreamClient
+    from pipdepot.server.views import TargetView
     from pipdepot.storage.store import Store
 
 __all__ = ["CacheStatus", "PageCache", "PageResult", "View"]
@@ -70,6 +71,8 @@ CacheStatus = Literal["hit", "miss", "stale", "offline"]
 #: A state as an offline mirror shows it, and whether its page lists only ``local`` files.
 View: TypeAlias = Callable[[ProjectState], Awaitable[tuple[ProjectState, bool]]]
 _STATES = f"{STATE_DIR}/projects"
+#: A rendered page: project, generation, local files only, format, view ("": the whole page).
+_RenderedKey: TypeAlias = tuple[str, int, bool, str, str]
 _BACKOFF = 15.0
 _RENDERED_BYTES = 16 * 1024 * 1024
 #: Files of parsed project states kept in memory (about 1 KiB each). Warm pages, cached files and
@@ -124,7 +127,7 @@ class PageCache:
         #: Generation and fetch time of every project seen, to answer a fresh rendered page without its state.
         self._heads: dict[NormalizedName, tuple[int, float]] = {}
         self._refreshes: dict[NormalizedName, asyncio.Task[ProjectState | None]] = {}
-        self._rendered: OrderedDict[tuple[str, int, bool, str], RenderedPage] = OrderedDict()
+        self._rendered: OrderedDict[_RenderedKey, RenderedPage] = OrderedDict()
         self._rendered_bytes = 0
         self._loading = asyncio.Lock()
         #: One page parsed (or rendered from its stored lines) at a time: a burst of pages waits on disk.
@@ -143,11 +146,11 @@ class PageCache:
         return await self.load(name)
 
     async def page(
-        self, name: NormalizedName, fmt: Format, encoding: Encoding | None
+        self, name: NormalizedName, fmt: Format, encoding: Encoding | None, view: TargetView | None = None
     ) -> tuple[RenderedPage, CacheStatus] | None:
         """The page for ``name`` as ``fmt`` (first compressed with ``encoding``), and how it was obtained.
 
-        ``None``: no such project.
+        ``None``: no such project. With ``view``, the page lists what that target can install.
 
         A fresh page already rendered is answered from what is known of it (generation and fetch
         time), without its state: a warm install never parses a large project's page again.
@@ -157,20 +160,20 @@ class PageCache:
         await self.revalidate(name)
         private = await self._private(name)
         if private is not None:
-            return self.rendered(private, fmt, encoding), "hit"
+            return self.rendered(private, fmt, encoding, view), "hit"
         head = self._heads.get(name)
         if head is not None and not self.offline and self._is_fresh(head[1]):
-            key = (name, head[0], False, fmt)
+            key = (name, head[0], False, fmt, view.name if view is not None else "")
             page = self._rendered.get(key)
             if page is not None:
                 self._rendered.move_to_end(key)
                 return page, "hit"
-        if not self.offline and name not in self._states:
+        if not self.offline and name not in self._states and view is None:
             stored = await self._render_stored(name, fmt, encoding)
             if stored is not None:
                 return stored, "hit"
         result = await self.project(name)
-        return None if result is None else (self.rendered(result, fmt, encoding), result.cache)
+        return None if result is None else (self.rendered(result, fmt, encoding, view), result.cache)
 
     async def _render_stored(
         self, name: NormalizedName, fmt: Format, encoding: Encoding | None
@@ -185,7 +188,7 @@ class PageCache:
         if head is None or not self._is_fresh(head[1]):
             return None
         async with self._digesting:  # one page at a time: a warm install asks for 40 at once
-            key = (name, head[0], False, fmt)
+            key = (name, head[0], False, fmt, "")
             if (rendered := self._rendered.get(key)) is not None:  # while this one waited
                 return rendered
             record = await self.load_local(name)
@@ -302,20 +305,24 @@ class PageCache:
             return None
         return PageResult(state, local_only=local_only, cache="offline")
 
-    def rendered(self, result: PageResult, fmt: Format, encoding: Encoding | None) -> RenderedPage:
-        """``result`` as ``fmt``, rendered and compressed once per state generation."""
+    def rendered(
+        self, result: PageResult, fmt: Format, encoding: Encoding | None, view: TargetView | None = None
+    ) -> RenderedPage:
+        """``result`` as ``fmt`` (trimmed to ``view``), rendered and compressed once per state generation."""
         state = result.state
-        key = (state.name, state.generation, result.local_only, fmt)
+        key = (state.name, state.generation, result.local_only, fmt, view.name if view is not None else "")
         page = self._rendered.get(key)
         if page is not None:
             self._rendered.move_to_end(key)
             return page
         self.metrics.pages_rendered += 1
         files = page_files(state, local_only=result.local_only)
+        if view is not None:
+            files = view.trim(files)
         body = render_project_json(state, files) if fmt == "json" else render_project_html(state, files)
         return self._keep(key, RenderedPage.of(body, CONTENT_TYPES[fmt], encoding))
 
-    def _keep(self, key: tuple[str, int, bool, str], page: RenderedPage) -> RenderedPage:
+    def _keep(self, key: _RenderedKey, page: RenderedPage) -> RenderedPage:
         self._rendered[key] = page
         self._rendered_bytes += page.size  # a later form is not counted: pip and uv each ask for one
         while self._rendered_bytes > _RENDERED_BYTES and len(self._rendered) > 1:
@@ -326,7 +333,7 @@ class PageCache:
     async def root_page(self, fmt: Format, encoding: Encoding | None) -> RenderedPage:
         """The root page (projects with local files: a proxy does not list all of upstream)."""
         names = await self.tree.projects()
-        key = ("", hash(names), False, fmt)
+        key = ("", hash(names), False, fmt, "")
         page = self._rendered.get(key)
         if page is None:
             body = render_root_json(names) if fmt == "json" else render_root_html(names)
@@ -439,9 +446,9 @@ class PageCache:
         rendered, where it parsed and rendered each again (pydantic-core: 15 MB, 250 ms).
         """
         for fmt in CONTENT_TYPES:
-            page = self._rendered.pop((name, old, False, fmt), None)
+            page = self._rendered.pop((name, old, False, fmt, ""), None)
             if page is not None:
-                self._rendered[(name, new, False, fmt)] = page
+                self._rendered[(name, new, False, fmt, "")] = page
 
     async def revalidate(self, name: NormalizedName) -> None:
         """Forget what memory holds of ``name`` if another process changed its record (asked each second)."""

@@ -23,10 +23,12 @@ from aiohttp.web_protocol import RequestHandler
 from pipdepot import __version__
 from pipdepot.core.names import normalize_project
 from pipdepot.core.project import PROVENANCE_SUFFIX
+from pipdepot.core.targets import InvalidTarget
 from pipdepot.errors import UpstreamError
 from pipdepot.server.pages import CONTENT_TYPES, choose_encoding, negotiate
 from pipdepot.server.upload import UPLOAD_PATHS, bearer_secret
 from pipdepot.server.upstream import one_line
+from pipdepot.server.views import view_from_agent, view_named
 from pipdepot.storage.store import IntegrityError, StoreError
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from pipdepot.server.pages import Encoding, RenderedPage
     from pipdepot.server.tokens import Tokens
     from pipdepot.server.upload import Uploads
+    from pipdepot.server.views import TargetView
 
 __all__ = ["AccessLogger", "create_server"]
 
@@ -50,8 +53,10 @@ events = logging.getLogger("pipdepot.http")
 
 _MAX_PATH = 1024
 _PAGE_CACHE = "max-age=60, public"
+_VARY = "Accept, Accept-Encoding"
 _FILE_CACHE = "max-age=365000000, immutable, public"
 _CACHE_HEADER = "X-Pipdepot-Cache"
+_VIEW_HEADER = "X-Pipdepot-View"
 _ACCESS_FLUSH_S = 0.1
 _ACCESS_BATCH = 1024
 #: Seconds a client has to send a whole request head, after connecting or after its last response;
@@ -302,6 +307,8 @@ class _Routes:
             return await self.root(request)
         if path == "/simple":
             return _redirect(request, "/simple/")
+        if path.startswith(("/+target/", "/+auto/")):
+            return await self.viewed(request, path)
         if path.startswith("/+"):
             return await self.operations(path)
         if path.startswith("/packages/") and path != "/packages/":
@@ -329,7 +336,32 @@ class _Routes:
         encoding = choose_encoding(request.headers.get("Accept-Encoding", ""))
         return self.page(request, await self.mirror.root_page(fmt, encoding), encoding, "hit")
 
-    async def project(self, request: BaseRequest, prefix: str, rest: str) -> web.StreamResponse:
+    async def viewed(self, request: BaseRequest, path: str) -> web.StreamResponse:
+        """A view's pages: ``/+target/<target>/simple/...``; ``/+auto/simple/...``: the client's own."""
+        kind, _, rest = path[2:].partition("/")
+        if kind == "auto":
+            view, name = view_from_agent(request.headers.get("User-Agent", "")), ""
+        else:
+            name, _, rest = rest.partition("/")
+            try:
+                view = view_named(name)
+            except InvalidTarget as exc:
+                return _text(404, f"no such target view: {exc}")
+        base = f"/+{kind}/{name}/" if name else f"/+{kind}/"
+        if rest in {"", "simple"}:
+            return _redirect(request, f"{base}simple/")
+        if not rest.startswith("simple/"):
+            return _text(404, f"a view's pages are under {base}simple/")
+        if rest == "simple/":
+            response = await self.root(request)
+        else:
+            response = await self.project(request, f"{base}simple/", rest.removeprefix("simple/"), view)
+        response.headers[_VIEW_HEADER] = view.name if view is not None else "none"  # what the client got
+        return response
+
+    async def project(
+        self, request: BaseRequest, prefix: str, rest: str, view: TargetView | None = None
+    ) -> web.StreamResponse:
         typed = rest.removesuffix("/")
         name = normalize_project(typed)
         if name is None or "/" in typed:
@@ -341,7 +373,7 @@ class _Routes:
             return _not_acceptable()
         encoding = choose_encoding(request.headers.get("Accept-Encoding", ""))
         try:
-            found = await self.mirror.page(name, fmt, encoding)
+            found = await self.mirror.page(name, fmt, encoding, view)
         except UpstreamError as exc:
             return _bad_gateway(f"upstream unavailable and {name} is not cached", exc)
         if found is None:
@@ -354,7 +386,7 @@ class _Routes:
     ) -> web.StreamResponse:
         etag = page.etag if encoding is None else f'{page.etag[:-1]}-{encoding}"'
         headers = {
-            "Vary": "Accept, Accept-Encoding",
+            "Vary": "Accept, Accept-Encoding, User-Agent" if request.path.startswith("/+auto/") else _VARY,
             "ETag": etag,
             "Cache-Control": _PAGE_CACHE,
             _CACHE_HEADER: cache,
