@@ -115,10 +115,17 @@ def _plan_options(command: F) -> F:
             "it, never a merge. [env: PIPDEPOT_UV_INDEX_STRATEGY; default: first-index]",
         ),
         click.option(
+            "--target-view/--no-target-view",
+            default=None,
+            help="When a mirror URL is a running `pipdepot serve`, point pip and uv at its target view "
+            "(/+auto/simple/: pages listing only what the installer's own Python and platform can "
+            "install). [env: PIPDEPOT_TARGET_VIEW; default: on]",
+        ),
+        click.option(
             "--config",
             metavar="FILE",
             help="TOML config file with the same settings (mirror-urls, offline, no-pypi, public-index, "
-            "retries, timeout, trusted-hosts, mirror-dir, uv-index-strategy). "
+            "retries, timeout, trusted-hosts, mirror-dir, uv-index-strategy, target-view). "
             "[env: PIPDEPOT_CONFIG; default: ~/.config/pipdepot/config.toml if it exists]",
         ),
     ]
@@ -139,6 +146,7 @@ def _settings(options: dict[str, Any]) -> Settings:
         mirror_dir=options.pop("mirror_dir"),
         uv_index_strategy=options.pop("uv_index_strategy"),
         config=options.pop("config"),
+        target_view=options.pop("target_view"),
     )
     return load_settings(flags, os.environ)
 

@@ -171,6 +171,7 @@ class PlanFlags:
     mirror_dir: str | None = None
     uv_index_strategy: str | None = None
     config: str | None = None
+    target_view: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,6 +434,12 @@ def _load(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
         _config(config, "uv-index-strategy", where, _as_str),
         default="first-index",
     )
+    target_view = _first(
+        _flag("--target-view/--no-target-view", flags.target_view),
+        _env_bool(env, "PIPDEPOT_TARGET_VIEW"),
+        _config(config, "target-view", where, _as_bool),
+        default=True,
+    )
     inputs = PlanInputs(
         mirror_urls=mirror_urls,
         offline=offline,
@@ -444,6 +451,7 @@ def _load(flags: PlanFlags, environ: Mapping[str, str]) -> Settings:
         mirror_dir=Sourced(_as_mirror_dir(mirror_dir), mirror_dir.source),
         uv_index_strategy=_parse(strategy, _as_strategy),
         notes=tuple(notes),
+        target_view=target_view,
     )
     host_env = tuple(name for name in INDEX_ENV_VARS if name in env)
     passthrough = tuple((name, env[name]) for name in _PASSTHROUGH if name in env)

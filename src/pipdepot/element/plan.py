@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Generic, Literal, TypeVar
 
-from pipdepot.core.urls import has_credentials, is_plain_http, trusted_host_of
+from pipdepot.core.urls import has_credentials, is_plain_http, redact_url, trusted_host_of
+from pipdepot.element.serverprobe import view_url
 
 __all__ = [
     "LOCAL_MIRROR_URL",
@@ -69,6 +70,8 @@ class PlanInputs:
     mirror_dir: Sourced[Path]
     uv_index_strategy: Sourced[UvIndexStrategy]
     notes: tuple[str, ...] = ()
+    #: Point pip and uv at a pipdepot mirror's target view (pages trimmed to their own target).
+    target_view: Sourced[bool] = Sourced(value=True, source="default")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +109,15 @@ class MirrorPlan:
         return self.inputs.public_index.value in self.extra_index_urls
 
 
-def build_plan(inputs: PlanInputs, *, mirror_state: MirrorState) -> MirrorPlan:
+def build_plan(
+    inputs: PlanInputs, *, mirror_state: MirrorState, servers: frozenset[str] = frozenset()
+) -> MirrorPlan:
     """Turn settings into the plan for a build root.
 
     The mirrors come first, in order; the public index is the last extra index
     unless offline or ``no_pypi``; every plain-http host is trusted, https hosts
-    only when asked; the last mirror is easy_install's index.
+    only when asked; the last mirror is easy_install's index. A mirror in ``servers`` (a
+    running pipdepot) is read through its target view unless that is turned off.
 
     >>> from pathlib import Path
     >>> def s(v): return Sourced(v, "test")
@@ -122,7 +128,7 @@ def build_plan(inputs: PlanInputs, *, mirror_state: MirrorState) -> MirrorPlan:
     """
     notes = list(inputs.notes)
     warnings: list[str] = []
-    mirrors = [s.value for s in inputs.mirror_urls]
+    mirrors = [_viewed(s.value, inputs.target_view, servers, notes) for s in inputs.mirror_urls]
     if not mirrors:
         mirrors = [LOCAL_MIRROR_URL]
         notes.append(f"no mirror URL is set: the primary index is {LOCAL_MIRROR_URL}, the local mirror")
@@ -163,6 +169,21 @@ def build_plan(inputs: PlanInputs, *, mirror_state: MirrorState) -> MirrorPlan:
         notes=tuple(notes),
         warnings=tuple(warnings),
     )
+
+
+def _viewed(url: str, wanted: Sourced[bool], servers: frozenset[str], notes: list[str]) -> str:
+    """``url``, or its target view when it is a pipdepot server and views are wanted."""
+    view = view_url(url) if url in servers else None
+    if view is None:
+        return url
+    if not wanted.value:
+        notes.append(f"{redact_url(url)} is pipdepot serve; its target view is not used ({wanted.source})")
+        return url
+    notes.append(
+        f"{redact_url(url)} is pipdepot serve: pip and uv read {redact_url(view)}, its pages trimmed to "
+        f"the installer's own Python and platform (from its User-Agent; off: PIPDEPOT_TARGET_VIEW=0)"
+    )
+    return view
 
 
 def _local_mirror_warnings(indexes: list[str], mirror_dir: Path, state: MirrorState) -> list[str]:

@@ -10,6 +10,7 @@ from pipdepot.element.localmirror import inspect_mirror
 from pipdepot.element.overrides import find_overrides
 from pipdepot.element.plan import MirrorPlan, build_plan
 from pipdepot.element.rootfs import RootFS
+from pipdepot.element.serverprobe import pipdepot_servers
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -51,7 +52,10 @@ class PlanReport:
 
 def make_plan(settings: Settings, root: Path | None = None) -> PlanReport:
     """Build the plan; with a root, decide each file's fate there and look for overrides."""
-    plan = build_plan(settings.plan, mirror_state=inspect_mirror(settings.plan.mirror_dir.value))
+    inputs = settings.plan
+    urls = tuple(s.value for s in inputs.mirror_urls)
+    servers = pipdepot_servers(urls) if urls else frozenset()
+    plan = build_plan(inputs, mirror_state=inspect_mirror(inputs.mirror_dir.value), servers=servers)
     warnings = list(plan.warnings)
     if settings.host_index_env:
         names = ", ".join(settings.host_index_env)

@@ -545,7 +545,8 @@ class _Routes:
     async def operations(self, path: str) -> web.StreamResponse:
         metrics = self.mirror.metrics
         if path == "/+health":
-            return web.json_response({"status": "ok", "offline": self.mirror.offline})
+            body = {"status": "ok", "server": "pipdepot", "offline": self.mirror.offline}  # element probes it
+            return web.json_response(body)
         if path in {"/+metrics", "/+status"}:
             await self.mirror.census()
         if path == "/+metrics":
