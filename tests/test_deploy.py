@@ -209,7 +209,7 @@ def test_the_units_exec_start_serves_and_signals_ready(
     try:
         assert notify_socket.receive(20) == "READY=1"
         status, _, body = get(f"http://127.0.0.1:{port}/+health")  # answered at once: ready meant ready
-        assert (status, body) == (200, b'{"status": "ok", "offline": false}')
+        assert (status, body) == (200, b'{"status": "ok", "server": "pipdepot", "offline": false}')
         assert get(f"http://127.0.0.1:{port}/simple/")[0] == 200
         assert (mirror / ".pipdepot").is_dir()
         time.sleep(0.3)  # the access lines are written within 0.1 s

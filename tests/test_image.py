@@ -176,7 +176,7 @@ def test_the_image_builds_runs_as_a_user_and_answers_health(
         process = subprocess.Popen(run, stdout=stream, stderr=stream, start_new_session=True)
     try:
         body = wait_for_health(f"http://127.0.0.1:{port}/+health", process)
-        assert json.loads(body) == {"status": "ok", "offline": False}
+        assert json.loads(body) == {"status": "ok", "server": "pipdepot", "offline": False}
         check = subprocess.run(
             [
                 *buildah.prefix,
