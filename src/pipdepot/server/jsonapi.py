@@ -10,6 +10,8 @@ to answer. What is unknown is ``null``, never made up.
 from __future__ import annotations
 
 import json
+import re
+import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.errors import MessageError
@@ -206,8 +208,10 @@ def _info(
         "keywords": ",".join(keywords) if isinstance(keywords, list) else None,
         "license": raw.get("license"),
         "license_expression": raw.get("license_expression"),
-        "license_files": raw.get("license_files"),
-        "classifiers": raw.get("classifiers") or [],
+        "license_files": raw.get("license_files")
+        if _metadata_from(raw, "2.4")
+        else None,  # as PyPI keeps them
+        "classifiers": _sorted_classifiers(raw.get("classifiers")),
         "author": raw.get("author"),
         "author_email": raw.get("author_email"),
         "maintainer": raw.get("maintainer"),
@@ -217,7 +221,7 @@ def _info(
         "downloads": {"last_day": -1, "last_week": -1, "last_month": -1},  # PyPI's own "not counted"
         "package_url": f"{base_url}/simple/{name}/",
         "project_url": f"{base_url}/simple/{name}/",
-        "project_urls": raw.get("project_urls") or None,
+        "project_urls": _project_urls(raw) or None,
         "release_url": None,
         "requires_dist": raw.get("requires_dist") or None,
         "provides_extra": raw.get("provides_extra") or None,
@@ -229,6 +233,43 @@ def _info(
         "yanked_reason": _yanked_reason(files) if yanked else None,
         "dynamic": raw.get("dynamic") or None,
     }
+
+
+def _metadata_from(raw: dict[str, object], version: str) -> bool:
+    """Whether the metadata's version is ``version`` or later."""
+    try:
+        return Version(str(raw.get("metadata_version"))) >= Version(version)
+    except InvalidVersion:
+        return False
+
+
+def _sorted_classifiers(classifiers: object) -> list[str]:
+    """Sorted as PyPI lists them (trove order: by name, numbers by value, ``3.9`` before ``3.10``)."""
+    if not isinstance(classifiers, list):
+        return []
+    return sorted(
+        (str(c) for c in classifiers),
+        key=lambda c: [(int(part), "") if part.isdigit() else (0, part) for part in re.split(r"(\d+)", c)],
+    )
+
+
+def _project_urls(raw: dict[str, object]) -> dict[str, str]:
+    """As PyPI lists them: Home-page and Download-URL first, then each Project-URL not naming them again."""
+    urls = {}
+    for label, field in (("Homepage", "home_page"), ("Download", "download_url")):
+        if isinstance(value := raw.get(field), str) and value:
+            urls[label] = value
+    project_urls = raw.get("project_urls")
+    for label, url in project_urls.items() if isinstance(project_urls, dict) else ():
+        same = {"homepage": "Homepage", "downloadurl": "Download"}.get(_label_key(str(label)))
+        if same is None or urls.get(same) != url:
+            urls[str(label)] = str(url)
+    return urls
+
+
+def _label_key(label: str) -> str:
+    """A project URL label compared as PEP 753 says: no punctuation or whitespace, lower case."""
+    return "".join(c for c in label if c not in string.punctuation and not c.isspace()).lower()
 
 
 def _parse_metadata(metadata: bytes | None) -> dict[str, object]:
