@@ -7,12 +7,13 @@ import json
 import re
 import subprocess
 import sys
+import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import clean_environ
+from tests.conftest import PipdepotRunner, clean_environ
 from tests.depot import Depot, fresh_venv, get, pip_install
 from tests.fake_upstream import FakeUpstream, Mode
 from tests.test_serve import get_no_redirect
@@ -209,6 +210,24 @@ def test_offline_and_upstream_down_answer_from_what_is_cached(
     assert list(json.loads(stale[2])["releases"]) == ["1.0"]
     assert status == 502
     assert body.startswith(b"upstream unavailable and beta is not cached")
+
+
+def test_a_private_project_shows_its_own_releases(
+    tmp_path: Path, depot: Depot, run_pipdepot: PipdepotRunner
+) -> None:
+    own = build_wheel(tmp_path / "own", "alpha", "0.5", summary="Our own alpha")
+    run_pipdepot("add", str(own), "--mirror", str(depot.mirror))
+    run_pipdepot("yank", "alpha", "0.5", "--reason", "withdrawn", "--mirror", str(depot.mirror))
+    deadline = time.monotonic() + 5
+    while (data := document(f"{depot.url}/pypi/alpha/json"))["info"]["yanked"] is False:
+        assert time.monotonic() < deadline, data  # another process's change is seen within a second
+        time.sleep(0.2)
+    assert list(data["releases"]) == ["0.5"]  # upstream's 1.0 to 3.0rc1 are not merged in
+    (file,) = data["urls"]
+    assert file["digests"] == {"sha256": sha256_of(own)}
+    assert (file["yanked"], file["yanked_reason"]) == (True, "withdrawn")
+    info = data["info"]
+    assert (info["version"], info["summary"], info["yanked_reason"]) == ("0.5", "Our own alpha", "withdrawn")
 
 
 # -- pip-compile --generate-hashes ------------------------------------------------------
