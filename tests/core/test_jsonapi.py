@@ -10,6 +10,7 @@ import pytest
 
 from pipdepot.server import jsonapi
 from pipdepot.server.jsonapi import ApiPath, choose_version, parse_api_path, releases_of, render_document
+from pipdepot.server.pages import RenderedPage
 
 if TYPE_CHECKING:
     from pipdepot.core.project import FileEntry
@@ -150,3 +151,13 @@ The description.
         )
     )
     assert (bare["info"]["name"], bare["info"]["summary"]) == ("the-project", None)
+
+
+def test_documents_are_kept_within_their_budget() -> None:
+    documents = jsonapi.Documents(budget=250)
+    keys = [("a", generation, False, "1.0", True, BASE, None) for generation in range(3)]
+    for key in keys:
+        documents.keep(key, RenderedPage.of([b"x" * 100], jsonapi.CONTENT_TYPE, None))
+    assert documents.get(keys[0]) is None  # the least recently used went
+    assert documents.get(keys[1]) is not None
+    assert documents.get(keys[2]) is not None

@@ -27,7 +27,7 @@ from pipdepot.core.project import PROVENANCE_SUFFIX
 from pipdepot.core.targets import InvalidTarget
 from pipdepot.errors import UpstreamError
 from pipdepot.server import jsonapi
-from pipdepot.server.pages import CONTENT_TYPES, RenderedPage, choose_encoding, negotiate, page_files
+from pipdepot.server.pages import CONTENT_TYPES, choose_encoding, negotiate, page_files
 from pipdepot.server.upload import UPLOAD_PATHS, bearer_secret
 from pipdepot.server.upstream import one_line
 from pipdepot.server.views import view_from_agent, view_named
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from pipdepot.core.project import FileEntry
     from pipdepot.server.download import Download
     from pipdepot.server.mirror import FileHit, Mirror
-    from pipdepot.server.pages import Encoding
+    from pipdepot.server.pages import Encoding, RenderedPage
     from pipdepot.server.tokens import Tokens
     from pipdepot.server.upload import Uploads
     from pipdepot.server.views import TargetView
@@ -292,6 +292,7 @@ class _Routes:
         self.describe = describe
         self.uploads = uploads
         self.readers = readers
+        self.documents = jsonapi.Documents()
 
     async def dispatch(self, request: BaseRequest) -> web.StreamResponse:
         refused = await self.unauthorized(request) if self.readers is not None else None
@@ -402,20 +403,27 @@ class _Routes:
         version = jsonapi.choose_version(releases, api.version)
         if version is None:
             return _text(404, f"no release {api.version or ''} of {name}".replace("  ", " "))
-        metadata = None
+        metadata, found = None, None
         for key in jsonapi.metadata_keys(releases[version]):  # stored ones only: never fetched for this
             if (metadata := await self.mirror.store.read(key)) is not None:
+                found = key
                 break
-        body = jsonapi.render_document(
-            name,
-            releases,
-            version,
-            base_url=f"{request.scheme}://{request.host}",
-            metadata=metadata,
-            all_releases=api.version is None,
-        )
+        base_url, whole = f"{request.scheme}://{request.host}", api.version is None
+        made_of = (name, result.state.generation, result.local_only, version, whole, base_url, found)
         encoding = choose_encoding(request.headers.get("Accept-Encoding", ""))
-        document = RenderedPage.of([body], jsonapi.CONTENT_TYPE, encoding)
+        document = self.documents.get(made_of)
+        if document is None:  # megabytes for a large project: made in a thread, the other requests go on
+            made = await asyncio.to_thread(
+                jsonapi.render_page,
+                name,
+                releases,
+                version,
+                base_url=base_url,
+                metadata=metadata,
+                all_releases=whole,
+                encoding=encoding,
+            )
+            document = self.documents.keep(made_of, made)
         return self.page(request, document, encoding, result.cache)
 
     def page(
