@@ -167,6 +167,7 @@ def test_a_name_not_normalized_is_redirected(depot: Depot) -> None:
     assert get_no_redirect(f"{depot.url}/pypi/ALPHA/2.0/json") == (301, "/pypi/alpha/2.0/json")
     assert get_no_redirect(f"{depot.url}/Alpha/json") == (301, "/alpha/json")
     assert get_no_redirect(f"{depot.url}/simple/Alpha/json/") == (301, "/simple/alpha/json/")
+    assert get_no_redirect(f"{depot.url}/pypi/Alpha/json?x=%00%0A") == (301, "/pypi/alpha/json?x=%00%0A")
 
 
 def test_an_html_upstream_gives_what_it_knows(tmp_path: Path, dist_dir: Path) -> None:

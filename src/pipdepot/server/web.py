@@ -631,7 +631,9 @@ def _etags(header: str) -> set[str]:
 
 
 def _redirect(request: BaseRequest, location: str) -> web.StreamResponse:
-    query = f"?{request.query_string}" if request.query_string else ""
+    """A 301 keeping the query as sent: decoded, a ``%00`` or ``%0A`` in it broke the header (a traceback)."""
+    raw = request.rel_url.raw_query_string
+    query = f"?{raw}" if raw else ""
     return web.Response(status=301, headers={"Location": location + query})
 
 
