@@ -25,6 +25,7 @@ def build_wheel(
     requires: tuple[str, ...] = (),
     tag: str = "py3-none-any",
     payload: int = 0,
+    summary: str | None = None,
 ) -> Path:
     """A pure-Python wheel whose module ``<name>`` has ``VERSION`` (and ``payload`` random bytes)."""
     module = name.replace("-", "_")
@@ -34,6 +35,7 @@ def build_wheel(
             "Metadata-Version: 2.1",
             f"Name: {name}",
             f"Version: {version}",
+            *([f"Summary: {summary}"] if summary is not None else []),
             *(f"Requires-Dist: {req}" for req in requires),
             "",
         ]

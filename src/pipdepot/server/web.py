@@ -2,8 +2,9 @@
 
 Routes: ``/`` and ``/simple/`` (root), ``/simple/<name>/`` and ``/<name>/``
 (project pages, so both the seed's bare URL and ``/simple/`` work as an index
-URL), ``/packages/...`` (files, ``.metadata``, ``.provenance``), ``/+health``, ``/+metrics``,
-``/+status``. Bad input is answered with a 4xx before it reaches the mirror.
+URL), ``/packages/...`` (files, ``.metadata``, ``.provenance``), PyPI's JSON API
+(``/pypi/<name>/json`` and the forms :func:`~pipdepot.server.jsonapi.parse_api_path` names),
+``/+health``, ``/+metrics``, ``/+status``. Bad input is answered with a 4xx before it reaches the mirror.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pipdepot.core.names import normalize_project
 from pipdepot.core.project import PROVENANCE_SUFFIX
 from pipdepot.core.targets import InvalidTarget
 from pipdepot.errors import UpstreamError
-from pipdepot.server.pages import CONTENT_TYPES, choose_encoding, negotiate
+from pipdepot.server import jsonapi
+from pipdepot.server.pages import CONTENT_TYPES, choose_encoding, negotiate, page_files
 from pipdepot.server.upload import UPLOAD_PATHS, bearer_secret
 from pipdepot.server.upstream import one_line
 from pipdepot.server.views import view_from_agent, view_named
@@ -290,6 +292,7 @@ class _Routes:
         self.describe = describe
         self.uploads = uploads
         self.readers = readers
+        self.documents = jsonapi.Documents()
 
     async def dispatch(self, request: BaseRequest) -> web.StreamResponse:
         refused = await self.unauthorized(request) if self.readers is not None else None
@@ -301,7 +304,7 @@ class _Routes:
             return await self.uploads.handle(request)
         return await self.read(request)
 
-    async def read(self, request: BaseRequest) -> web.StreamResponse:
+    async def read(self, request: BaseRequest) -> web.StreamResponse:  # noqa: PLR0911 (one answer per route)
         path = request.path
         if path in {"/", "/simple/"}:
             return await self.root(request)
@@ -313,6 +316,8 @@ class _Routes:
             return await self.operations(path)
         if path.startswith("/packages/") and path != "/packages/":
             return await self.file(request, path)
+        if (api := jsonapi.parse_api_path(path)) is not None:
+            return await self.json_api(request, api)
         prefix = "/simple/" if path.startswith("/simple/") else "/"
         return await self.project(request, prefix, path[len(prefix) :])
 
@@ -380,6 +385,46 @@ class _Routes:
             return _text(404, f"no project named {name}")
         page, cache = found
         return self.page(request, page, encoding, cache)
+
+    async def json_api(self, request: BaseRequest, api: jsonapi.ApiPath) -> web.StreamResponse:
+        """PyPI's JSON API for a project or one release, from what its page lists; nothing is downloaded."""
+        name = normalize_project(api.typed)
+        if name is None:
+            return _text(404, "not a project name")
+        if api.typed != name:
+            return _redirect(request, api.path_for(name))
+        try:
+            result = await self.mirror.project(name)
+        except UpstreamError as exc:
+            return _bad_gateway(f"upstream unavailable and {name} is not cached", exc)
+        if result is None:
+            return _text(404, f"no project named {name}")
+        releases = jsonapi.releases_of(page_files(result.state, local_only=result.local_only))
+        version = jsonapi.choose_version(releases, api.version)
+        if version is None:
+            return _text(404, f"no release {api.version or ''} of {name}".replace("  ", " "))
+        metadata, found = None, None
+        for key in jsonapi.metadata_keys(releases[version]):  # stored ones only: never fetched for this
+            if (metadata := await self.mirror.store.read(key)) is not None:
+                found = key
+                break
+        base_url, whole = f"{request.scheme}://{request.host}", api.version is None
+        made_of = (name, result.state.generation, result.local_only, version, whole, base_url, found)
+        encoding = choose_encoding(request.headers.get("Accept-Encoding", ""))
+        document = self.documents.get(made_of)
+        if document is None:  # megabytes for a large project: made in a thread, the other requests go on
+            made = await asyncio.to_thread(
+                jsonapi.render_page,
+                name,
+                releases,
+                version,
+                base_url=base_url,
+                metadata=metadata,
+                all_releases=whole,
+                encoding=encoding,
+            )
+            document = self.documents.keep(made_of, made)
+        return self.page(request, document, encoding, result.cache)
 
     def page(
         self, request: BaseRequest, page: RenderedPage, encoding: Encoding | None, cache: str
@@ -586,7 +631,9 @@ def _etags(header: str) -> set[str]:
 
 
 def _redirect(request: BaseRequest, location: str) -> web.StreamResponse:
-    query = f"?{request.query_string}" if request.query_string else ""
+    """A 301 keeping the query as sent: decoded, a ``%00`` or ``%0A`` in it broke the header (a traceback)."""
+    raw = request.rel_url.raw_query_string
+    query = f"?{raw}" if raw else ""
     return web.Response(status=301, headers={"Location": location + query})
 
 
