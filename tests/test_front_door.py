@@ -109,7 +109,9 @@ def test_the_readme_install_command_runs_verbatim_and_serves_on_the_default_addr
                 break
             time.sleep(1)
         output = log.read_text(errors="replace")
-        assert answer == {"status": "ok", "server": "pipdepot", "offline": False}, f"exit {process.poll()}:\n{output[-5000:]}"
+        assert answer == {"status": "ok", "server": "pipdepot", "offline": False}, (
+            f"exit {process.poll()}:\n{output[-5000:]}"
+        )
         assert (fresh_root / "root" / ".local" / "pipdepot" / "bin" / "pipdepot").is_file()
     finally:
         if process.poll() is None:
