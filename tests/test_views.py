@@ -216,3 +216,10 @@ def test_a_debian_roots_own_pip_reads_the_view(debian_root: Path, depot: Depot, 
     assert headers["X-Pipdepot-View"].startswith("cp311-manylinux_2_36_"), (
         agent
     )  # bookworm: CPython 3.11, glibc 2.36
+
+
+def test_the_json_api_answers_under_a_view(depot: Depot) -> None:
+    """pip-tools asks ``<index URL><project>/json``: a view's index URL gets the project's hashes too."""
+    status, _, body = get(f"{depot.url}/+target/{VIEW}/simple/multi/json")
+    assert status == 200, body
+    assert "1.0" in json.loads(body)["releases"]

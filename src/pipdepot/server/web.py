@@ -359,6 +359,8 @@ class _Routes:
             return _text(404, f"a view's pages are under {base}simple/")
         if rest == "simple/":
             response = await self.root(request)
+        elif (api := jsonapi.parse_api_path(f"/{rest}")) is not None:  # pip-tools asks <index>/<p>/json
+            return await self.json_api(request, api)  # a release's hashes: all of them, as PyPI gives
         else:
             response = await self.project(request, f"{base}simple/", rest.removeprefix("simple/"), view)
         response.headers[_VIEW_HEADER] = view.name if view is not None else "none"  # what the client got
