@@ -161,13 +161,19 @@ def test_uv_publish_and_a_token_scoped_to_another_project(
     assert "invalid or revoked token" in said(revoked)
 
 
-def test_a_private_project_is_never_shadowed_by_a_newer_upstream_release(
-    dists: Path, run_pipdepot: PipdepotRunner, tmp_path: Path
-) -> None:
-    upstream = FakeUpstream()
+@pytest.fixture
+def upstream(dists: Path) -> Iterator[FakeUpstream]:
+    """An upstream with a newer release of a name the tests publish privately."""
+    server = FakeUpstream()
     for path in sorted((dists / "shadow-upstream").iterdir()):
-        upstream.add(path)
-    upstream.start()
+        server.add(path)
+    yield server.start()
+    server.stop()
+
+
+def test_a_private_project_is_never_shadowed_by_a_newer_upstream_release(
+    dists: Path, upstream: FakeUpstream, run_pipdepot: PipdepotRunner, tmp_path: Path
+) -> None:
     mirror = tmp_path / "mirror"
     depot = Depot(mirror, tmp_path / "serve.log", ("--upstream", upstream.url)).start()
     try:
@@ -209,29 +215,21 @@ def test_a_private_project_is_never_shadowed_by_a_newer_upstream_release(
         assert installed(again, "shadowed") == "0.0.0.1"
     finally:
         depot.stop()
-        upstream.stop()
 
 
 def test_ls_says_whether_a_private_name_is_upstream_too(
-    dists: Path, run_pipdepot: PipdepotRunner, tmp_path: Path
+    dists: Path, upstream: FakeUpstream, run_pipdepot: PipdepotRunner, tmp_path: Path
 ) -> None:
-    upstream = FakeUpstream()
-    for path in sorted((dists / "shadow-upstream").iterdir()):
-        upstream.add(path)
-    upstream.start()
     mirror = tmp_path / "mirror"
-    try:
-        run_pipdepot("add", str(dists / "shadow-private"), str(dists / "v1"), "--mirror", str(mirror))
-        env = {"PIPDEPOT_UPSTREAMS": upstream.url}
-        listed = json.loads(run_pipdepot("ls", "--json", "--mirror", str(mirror), env=env).stdout)
-        assert {p["name"]: (p["private"], p["upstream"]) for p in listed} == {
-            "privlib": (True, False),
-            "shadowed": (True, True),
-        }
-        text = run_pipdepot("ls", "--mirror", str(mirror), env=env).stdout
-        assert "[private, also upstream]" in text
-    finally:
-        upstream.stop()
+    run_pipdepot("add", str(dists / "shadow-private"), str(dists / "v1"), "--mirror", str(mirror))
+    env = {"PIPDEPOT_UPSTREAMS": upstream.url}
+    listed = json.loads(run_pipdepot("ls", "--json", "--mirror", str(mirror), env=env).stdout)
+    assert {p["name"]: (p["private"], p["upstream"]) for p in listed} == {
+        "privlib": (True, False),
+        "shadowed": (True, True),
+    }
+    text = run_pipdepot("ls", "--mirror", str(mirror), env=env).stdout
+    assert "[private, also upstream]" in text
 
 
 def test_yanking_an_uploaded_release(

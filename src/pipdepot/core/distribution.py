@@ -34,6 +34,7 @@ __all__ = [
     "check_metadata",
     "first_line",
     "inspect_distribution",
+    "parse_filename",
 ]
 
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
@@ -106,6 +107,15 @@ def check_metadata(filename: str, metadata: bytes) -> None:
 
     :raises InvalidDistribution: the filename does not parse, or the metadata disagrees.
     """
+    name, version = parse_filename(filename)
+    _agreeing(filename, name, version, metadata)
+
+
+def parse_filename(filename: str) -> tuple[NormalizedName, Version]:
+    """The project and version a wheel's or sdist's filename names.
+
+    :raises InvalidDistribution: it is not a valid wheel or sdist filename.
+    """
     try:
         if filename.endswith(".whl"):
             name, version, _, _ = parse_wheel_filename(filename)
@@ -113,7 +123,7 @@ def check_metadata(filename: str, metadata: bytes) -> None:
             name, version = parse_sdist_filename(filename)
     except (InvalidWheelFilename, InvalidSdistFilename) as exc:
         raise InvalidDistribution(f"{filename}: {exc}") from None
-    _agreeing(filename, name, version, metadata)
+    return name, version
 
 
 def _agreeing(filename: str, name: NormalizedName, version: Version, metadata: bytes) -> RawMetadata:

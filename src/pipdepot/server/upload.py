@@ -25,16 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import BodyPartReader, MultipartReader, web
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from pipdepot.core.distribution import InvalidDistribution, inspect_distribution
+from pipdepot.core.distribution import InvalidDistribution, inspect_distribution, parse_filename
 from pipdepot.server.tokens import TOKEN_USER, TokenError
 from pipdepot.server.upstream import one_line
 from pipdepot.storage.store import IntegrityError
@@ -231,12 +225,9 @@ class Uploads:
 def _check_filename(filename: str, fields: dict[str, str]) -> None:
     """The filename must name the project and version the form does, and be of the filetype given."""
     try:
-        if filename.endswith(".whl"):
-            name, version, _, _ = parse_wheel_filename(filename)
-        else:
-            name, version = parse_sdist_filename(filename)
-    except (InvalidWheelFilename, InvalidSdistFilename) as exc:
-        raise _Refused(400, f"{filename}: {exc}") from None
+        name, version = parse_filename(filename)
+    except InvalidDistribution as exc:
+        raise _Refused(400, str(exc)) from None
     given = fields.get("name", "")
     if not given or canonicalize_name(given) != name:
         raise _Refused(400, f"{filename} is not a file of project {given!r}")
