@@ -15,13 +15,16 @@ OUT receives ``dist/<scenario>-<hash>/`` (packse build's files), ``dist/<scenari
 from __future__ import annotations
 
 import importlib.util
-import os
 import json
+import os
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def _load_scenario_module() -> ModuleType:
@@ -49,9 +52,9 @@ def main(scenarios: Path, out: Path) -> None:
     if sys.version_info < (3, 12):
         _load_scenario_module()
         Path.walk = _walk  # type: ignore[attr-defined]
-    from packse.build import build  # noqa: PLC0415
-    from packse.index import render_index  # noqa: PLC0415
-    from packse.inspect import variables_for_templates  # noqa: PLC0415
+    from packse.build import build  # type: ignore[import-untyped]  # noqa: PLC0415
+    from packse.index import render_index  # type: ignore[import-untyped]  # noqa: PLC0415
+    from packse.inspect import variables_for_templates  # type: ignore[import-untyped]  # noqa: PLC0415
 
     targets = [scenarios]
     dist = out / "dist"
