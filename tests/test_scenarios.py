@@ -4,7 +4,7 @@ The scenarios (tests/data/packse, from packse 0.3.59) are built once with packse
 (tests/packse_build.py): their distributions, their yanked releases (packse's ``<scenario>.yanked`` file)
 and packse's static index. Every distribution goes into one pipdepot mirror with ``pipdepot add`` and every
 yanked release is yanked with ``pipdepot yank``; then pip and uv resolve each scenario's root requirements
-through ``pipdepot serve --offline``, and pip through the mirror's static tree over ``file://``. Each result
+through ``pipdepot serve --offline`` and through the mirror's static tree over ``file://``. Each result
 must equal the same client's result on packse's index, and uv's must be what the scenario expects (packse
 writes its expectations for uv; pip differs on purpose for some, yanked releases among them).
 
@@ -114,10 +114,18 @@ def mirror(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
     mirror = tmp_path_factory.mktemp("mirror") / "mirror"
     directories = sorted(str(path) for path in built.dist.iterdir() if path.is_dir())
     _pipdepot("add", *directories, "--mirror", str(mirror))
-    for marks in sorted(built.dist.glob("*.yanked")):
-        for line in marks.read_text().splitlines():
-            project, version = line.rsplit("-", 1)
-            _pipdepot("yank", project, version, "--reason", "Yanked for testing", "--mirror", str(mirror))
+    releases = [
+        line.rsplit("-", 1) for marks in built.dist.glob("*.yanked") for line in marks.read_text().split()
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # yanks of different projects may run at once
+        yanks = [
+            pool.submit(
+                _pipdepot, "yank", project, version, "--reason", "Yanked for testing", "--mirror", str(mirror)
+            )
+            for project, version in releases
+        ]
+    for yank in yanks:
+        yank.result()
     return mirror
 
 
@@ -247,10 +255,11 @@ def test_scenario(name: str, built: Built, indexes: Indexes, tmp_path: Path) -> 
     if reason is not None:
         pytest.skip(reason)
 
-    with ThreadPoolExecutor(max_workers=5) as pool:
-        uv_packse, uv_depot, pip_packse, pip_depot, pip_file = (
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        uv_packse, uv_depot, uv_file, pip_packse, pip_depot, pip_file = (
             pool.submit(_uv, scenario, indexes.packse, indexes.python),
             pool.submit(_uv, scenario, indexes.depot, indexes.python),
+            pool.submit(_uv, scenario, indexes.file, indexes.python),
             pool.submit(_pip, scenario, indexes.packse, tmp_path / "pip-packse"),
             pool.submit(_pip, scenario, indexes.depot, tmp_path / "pip-depot"),
             pool.submit(_pip, scenario, indexes.file, tmp_path / "pip-file"),
@@ -258,5 +267,6 @@ def test_scenario(name: str, built: Built, indexes: Indexes, tmp_path: Path) -> 
     if name not in UV_DIFFERS:
         assert _meets_expectation(scenario, uv_packse.result()), "uv on packse's own index: not as expected"
     assert uv_depot.result() == uv_packse.result(), "uv through pipdepot serve"
+    assert uv_file.result() == uv_packse.result(), "uv over file:// on the mirror"
     assert pip_depot.result() == pip_packse.result(), "pip through pipdepot serve"
     assert pip_file.result() == pip_packse.result(), "pip over file:// on the mirror"
