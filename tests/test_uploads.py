@@ -357,6 +357,7 @@ def test_bad_uploads_are_refused_in_one_line_and_leave_nothing(
             "its metadata names project",
         ),
         ({**good, "sha256_digest": "x"}, (wheel.name, data + b"\0" * (1024 * 1024)), 413, "larger than"),
+        ({**good, "description": "x" * (4 * 1024 * 1024 + 1000)}, (wheel.name, data), 413, "fields exceed"),
     ]
     try:
         for fields, file, status, reason in cases:

@@ -164,10 +164,12 @@ class Uploads:
                 self._check_scope(token, form)
                 await self._stage(part, form, staging)
                 continue
-            value = await part.read(decode=False) if part.name else b""
-            field_bytes += len(value)
-            if field_bytes > _MAX_FIELD_BYTES:
-                raise _Refused(413, f"the upload's fields exceed {_mib(_MAX_FIELD_BYTES)}")
+            value = b""
+            while chunk := await part.read_chunk(_CHUNK):  # bounded as it arrives, never read whole first
+                field_bytes += len(chunk)
+                if field_bytes > _MAX_FIELD_BYTES:
+                    raise _Refused(413, f"the upload's fields exceed {_mib(_MAX_FIELD_BYTES)}")
+                value += chunk
             if (
                 part.name and part.name not in form.fields
             ):  # repeated fields (classifiers): the first is enough
