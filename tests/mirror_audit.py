@@ -55,7 +55,7 @@ def _audit(mirror: Path) -> Audit:
         record = json.loads(record_path.read_bytes())
         if record.get("local"):
             projects.add(record["name"])
-            recorded |= _audit_project(mirror, record["name"], record["local"], audit)
+            recorded |= _audit_project(mirror, record["name"], record["local"], audit, _listed_only(record))
     packages = mirror / "packages"
     for path in packages.rglob("*") if packages.is_dir() else []:
         if path.is_file() and path not in recorded:
@@ -70,8 +70,19 @@ def _audit(mirror: Path) -> Audit:
     return audit
 
 
-def _audit_project(mirror: Path, name: str, local: dict[str, Any], audit: Audit) -> set[Path]:
-    """The paths of the project's recorded files (and metadata files), each checked."""
+def _listed_only(record: dict[str, Any]) -> set[str] | None:
+    """A private project's page lists its own (added, uploaded) files only; ``None``: every local file."""
+    added = {entry["filename"] for entry in record.get("added") or ()}
+    return added if added and not record.get("merge_upstream") else None
+
+
+def _audit_project(
+    mirror: Path, name: str, local: dict[str, Any], audit: Audit, only: set[str] | None = None
+) -> set[Path]:
+    """The paths of the project's recorded files (and metadata files), each checked.
+
+    ``only``: the files its page lists (a private project's own); the others are checked on disk alone.
+    """
     listed = _tree_listing(mirror, name, audit)
     paths: set[Path] = set()
     for filename, info in local.items():
@@ -80,7 +91,10 @@ def _audit_project(mirror: Path, name: str, local: dict[str, Any], audit: Audit)
         paths.add(path)
         audit.files += 1
         _check_file(path, info["size"], info["sha256"], audit)
-        if listed.pop(path, None) != info["sha256"]:
+        if only is not None and filename not in only:
+            if path in listed:
+                audit.problems.append(f"{name}/index.html lists {filename}, not the private project's own")
+        elif listed.pop(path, None) != info["sha256"]:
             audit.problems.append(f"{name}/index.html does not list {filename} with its sha256")
         metadata = path.with_name(path.name + ".metadata")
         if info.get("metadata_sha256"):  # extracted from the file: always kept beside it
