@@ -149,6 +149,25 @@ CONFIG_KEYS: dict[str, tuple[str, str]] = {
             "(PIPDEPOT_UV_INDEX_STRATEGY; default first-index)"
         ),
     ),
+    "target-view": (
+        "plan, inject, chroot",
+        (
+            "when a mirror URL is a running pipdepot serve, point pip and uv at its target view "
+            "(/+auto/simple/: pages trimmed to the installer's own Python and platform) "
+            "(PIPDEPOT_TARGET_VIEW; default true)"
+        ),
+    ),
+    "upload-limit": (
+        "serve",
+        "the largest file an upload may carry, in MiB (PIPDEPOT_UPLOAD_LIMIT; default 100)",
+    ),
+    "reads-need-token": (
+        "serve",
+        (
+            "answer pages and files only to clients that send a token, as uploads do "
+            "(PIPDEPOT_READS_NEED_TOKEN; default false)"
+        ),
+    ),
 }
 _CONFIG_KEYS = frozenset(CONFIG_KEYS)
 

@@ -129,6 +129,7 @@ def generate(request: GenConfig) -> list[GeneratedFile]:
                 BACKEND=_backend(settings.host, settings.port),
                 MIRROR=str(settings.mirror_dir),
                 ACCESS_LOG=request.access_log,
+                UPLOAD_BODY=f"{settings.upload_limit // (1024 * 1024) + 5}m",  # the file, and its fields
             ),
             "nginx server block: cached files from nginx, the rest from pipdepot",
         ),
@@ -170,6 +171,8 @@ def config_toml(settings: ServeSettings) -> str:
         "upstream-timeout": settings.upstream_timeout,
         "upstream-deadline": settings.upstream_deadline,
         "upstream-min-rate": settings.upstream_min_rate,
+        "upload-limit": settings.upload_limit // (1024 * 1024),
+        "reads-need-token": settings.reads_need_token,
     }
     defaults: dict[str, object] = {
         "mirror-urls": [s.value for s in plan.mirror_urls],
@@ -177,6 +180,7 @@ def config_toml(settings: ServeSettings) -> str:
         "public-index": plan.public_index.value,
         "trusted-hosts": list(plan.trusted_hosts.value),
         "uv-index-strategy": plan.uv_index_strategy.value,
+        "target-view": plan.target_view.value,
     }
     lines = [
         "# pipdepot's config file (written by `pipdepot gen-config`): every key pipdepot reads.",
