@@ -25,6 +25,7 @@ import pytest
 from pipdepot.errors import ConfigError
 from pipdepot.operations.genconfig import GenConfig, generate, parse_listen
 from pipdepot.settings import CONFIG_KEYS, PlanFlags, ServeFlags, load_serve_settings, load_settings
+from tests.conftest import clean_environ
 from tests.depot import Depot, free_port, fresh_venv, get, installed, pip_install, uv_install
 from tests.mirror_audit import spool_leftovers
 from tests.test_serve import file_url, make_upstream
@@ -495,3 +496,27 @@ def test_a_program_path_is_quoted_as_systemd_reads_it(tmp_path: Path) -> None:
     )
     unit = next(f.content for f in files if f.name == "pipdepot.service")
     assert unit_setting(unit, "ExecStart").startswith('"/opt/my pip%%d/python" -m pipdepot serve ')
+
+
+def test_an_upload_larger_than_nginxs_default_body_passes_through_nginx(
+    tmp_path: Path, front: Front, run_pipdepot: PipdepotRunner
+) -> None:
+    """nginx refuses bodies over 1 MiB by default: the generated block lets uploads through to the limit."""
+    wheel = build_wheel(tmp_path / "big", "bigprivate", "1.0", payload=3 * 1024 * 1024)
+    token = run_pipdepot("token", "create", "--mirror", str(front.depot.mirror)).stdout.strip()
+    time.sleep(1.2)  # a server reads the tokens again at most once a second
+    twine = [
+        str(Path(sys.executable).parent / "twine"),
+        "upload",
+        "--non-interactive",
+        "--disable-progress-bar",
+    ]
+    twine += ["--repository-url", f"{front.nginx.url}/", "-u", "__token__", "-p", token, str(wheel)]
+    result = subprocess.run(
+        twine, env=clean_environ(), capture_output=True, text=True, check=False, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ("/", "200", front.nginx.log_lines()[-1][2]) == front.nginx.log_lines()[-1]
+    assert (
+        front.depot.mirror / "packages" / "+local" / "bigprivate" / wheel.name
+    ).stat().st_size == wheel.stat().st_size

@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from packaging.utils import canonicalize_name
 
-from tests.conftest import clean_environ
+from tests.conftest import clean_environ, download_wheel
 from tests.depot import Depot, fresh_venv
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+#: The pip the scenarios run with, from its wheel: 25+ takes --dry-run with --python-version.
+NEW_PIP = "pip==26.3"
 SCENARIOS = Path(__file__).parent / "data" / "packse"
 #: What a client prints when a scenario cannot be satisfied; any other failure is an error, not a result.
 UNSATISFIABLE = ("No solution found", "ResolutionImpossible", "No matching distribution found")
@@ -140,6 +142,12 @@ def depot(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[De
 
 
 @pytest.fixture(scope="session")
+def new_pip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pip that takes ``--dry-run`` with ``--python-version`` (25+; the venv has 23), run from its wheel."""
+    return download_wheel(NEW_PIP, tmp_path_factory.mktemp("pip"))
+
+
+@pytest.fixture(scope="session")
 def python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty environment: the clients only resolve into it (dry runs)."""
     return fresh_venv(tmp_path_factory.mktemp("venv") / "venv")
@@ -184,11 +192,11 @@ def _finish(argv: list[str], result: subprocess.CompletedProcess[str]) -> bool:
     return False
 
 
-def _pip(scenario: dict[str, Any], index: str, work: Path) -> Outcome:
+def _pip(scenario: dict[str, Any], index: str, work: Path, pip: Path) -> Outcome:
     """pip's dry run, wheels only: pip takes ``--python-version`` only so."""
     work.mkdir()
     report = work / "report.json"
-    argv = [sys.executable, "-m", "pip", "install", "--dry-run", "--report", str(report), "--quiet"]
+    argv = [sys.executable, f"{pip}/pip", "install", "--dry-run", "--report", str(report), "--quiet"]
     argv += ["--no-cache-dir", "--disable-pip-version-check"]
     argv += ["--python-version", scenario["environment"]["python"], "--only-binary", ":all:"]
     argv += ["--index-url", index]
@@ -249,7 +257,7 @@ def indexes(packse_index: str, mirror: Path, depot: Depot, python: Path) -> Inde
 
 
 @pytest.mark.parametrize("name", sorted(path.stem for path in SCENARIOS.glob("*.toml")))
-def test_scenario(name: str, built: Built, indexes: Indexes, tmp_path: Path) -> None:
+def test_scenario(name: str, built: Built, indexes: Indexes, new_pip: Path, tmp_path: Path) -> None:
     scenario = built.scenarios[name]
     reason = _unsupported(scenario)
     if reason is not None:
@@ -260,9 +268,9 @@ def test_scenario(name: str, built: Built, indexes: Indexes, tmp_path: Path) -> 
             pool.submit(_uv, scenario, indexes.packse, indexes.python),
             pool.submit(_uv, scenario, indexes.depot, indexes.python),
             pool.submit(_uv, scenario, indexes.file, indexes.python),
-            pool.submit(_pip, scenario, indexes.packse, tmp_path / "pip-packse"),
-            pool.submit(_pip, scenario, indexes.depot, tmp_path / "pip-depot"),
-            pool.submit(_pip, scenario, indexes.file, tmp_path / "pip-file"),
+            pool.submit(_pip, scenario, indexes.packse, tmp_path / "pip-packse", new_pip),
+            pool.submit(_pip, scenario, indexes.depot, tmp_path / "pip-depot", new_pip),
+            pool.submit(_pip, scenario, indexes.file, tmp_path / "pip-file", new_pip),
         )
     if name not in UV_DIFFERS:
         assert _meets_expectation(scenario, uv_packse.result()), "uv on packse's own index: not as expected"
