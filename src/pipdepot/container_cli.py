@@ -41,7 +41,7 @@ def build_command(
     """The ``build`` command, with the plan options ``cli.py`` shares among plan, inject and chroot."""
 
     @click.command(name="build", context_settings={"ignore_unknown_options": True})
-    @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+    @click.argument("command", nargs=-1, type=click.UNPROCESSED)
     @click.option(
         "--check",
         "checks",
@@ -52,14 +52,16 @@ def build_command(
         "(--python-version and --platform, else read from the final stage's base image, which must "
         "be in the image storage); if anything is missing, stop before building. Repeatable.",
     )
-    @click.option("--python-version", "python", metavar="X.Y", help="The target's Python, for --check.")
-    @click.option("--platform", metavar="TAG", help="The target's wheel platform tag, for --check.")
+    @click.option("--python-version", "check_python", metavar="X.Y", help="The target's Python, for --check.")
+    @click.option(
+        "--platform", "check_platform", metavar="TAG", help="The target's wheel platform tag, for --check."
+    )
     @plan_options
     def build(
         command: tuple[str, ...],
         checks: tuple[Path, ...],
-        python: str | None,
-        platform: str | None,
+        check_python: str | None,
+        check_platform: str | None,
         **options: Any,
     ) -> None:
         """Run BUILDER ARGS (`buildah bud`, `buildah build`, `podman build`) with pip and uv using the mirror.
@@ -83,7 +85,7 @@ def build_command(
         report = make_plan(settings)
         check_build(report, builder, offline=offline, environ=os.environ)
         if checks:
-            _check(checks, settings, builder, python, platform)
+            _check(checks, settings, builder, check_python, check_platform)
         result = run_build(report, builder, offline=offline, environ=os.environ)
         if result.removed:
             click.echo(

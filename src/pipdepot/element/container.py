@@ -19,11 +19,14 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from pipdepot.element.plan import MOUNT_POINT
 from pipdepot.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "PIP_CONF",
@@ -210,14 +213,14 @@ class BuilderCommand:
                     found.append(args[index + 1])
         return tuple(found)
 
-    def isolation(self, environ: dict[str, str]) -> Isolation:
+    def isolation(self, environ: Mapping[str, str]) -> Isolation:
         """How RUN steps are isolated: the flag, else ``BUILDAH_ISOLATION``, else the default."""
         value = self.option("--isolation") or environ.get("BUILDAH_ISOLATION") or ""
         if value in {"chroot", "rootless", "oci"}:
             return value  # type: ignore[return-value]
         return "oci" if os.geteuid() == 0 else "rootless"
 
-    def host_network(self, environ: dict[str, str]) -> bool:
+    def host_network(self, environ: Mapping[str, str]) -> bool:
         """Whether RUN steps share this machine's network (and so its 127.0.0.1)."""
         return self.isolation(environ) == "chroot" or self.option("--network", "--net") == "host"
 
@@ -244,7 +247,7 @@ class BuilderCommand:
         return (*self.head, *options, *self.build_args)
 
 
-def parse_builder(argv: tuple[str, ...], *, which: dict[str, str | None]) -> BuilderCommand:
+def parse_builder(argv: tuple[str, ...], *, which: Mapping[str, str | None]) -> BuilderCommand:
     """Split ``buildah [GLOBAL...] bud|build ARGS`` or ``podman [GLOBAL...] build ARGS``.
 
     ``which`` maps the program as given to its path (``None``: not found), so this stays pure.
