@@ -9,7 +9,7 @@ import pytest
 
 from pipdepot.element.container import final_base_image, parse_builder
 from pipdepot.errors import UsageError
-from tests.depot import free_port
+from tests.depot import Depot, free_port
 from tests.wheels import add_to_mirror, build_wheel
 
 if TYPE_CHECKING:
@@ -125,6 +125,23 @@ class TestErrors:
         )
         result = run_pipdepot(*argv, "buildah", "bud", "--isolation", "chroot", ".", check=False)
         assert f"the mirror {url} cannot be reached" in one_line_error(result, 1)
+
+    def test_a_mirror_that_answers_even_401_lets_the_builder_run_and_its_status_is_pipdepot_s(
+        self, run_pipdepot: PipdepotRunner, tmp_path: Path
+    ) -> None:
+        depot = Depot(
+            tmp_path / "depot", tmp_path / "serve.log", args=("--reads-need-token", "--offline")
+        ).start()
+        try:
+            url = f"http://__token__:wrong@127.0.0.1:{depot.port}/simple/"
+            storage = ("--root", str(tmp_path / "storage"), "--runroot", str(tmp_path / "run"))
+            argv = ("build", "--mirror-url", url, "--no-pypi", "--", "buildah", *storage, "bud")
+            result = run_pipdepot(*argv, "--isolation", "chroot", str(tmp_path / "no-context"), check=False)
+        finally:
+            depot.stop()
+        assert "pipdepot: error" not in result.stderr
+        assert result.returncode not in {0, 2}, result.stderr  # buildah's own failure: no such context
+        assert "no-context" in result.stderr
 
     def test_an_offline_build_given_a_network(self, run_pipdepot: PipdepotRunner, mirror: Path) -> None:
         argv = (

@@ -11,6 +11,7 @@ removed whatever happens, and the builder's exit status is pipdepot's.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -22,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pipdepot.core.urls import redact_url
 from pipdepot.element.buildroot import render_pip_conf, render_uv_toml
@@ -113,7 +115,16 @@ def check_build(
 
 
 def _reach(url: str) -> None:
-    request = urllib.request.Request(url, headers={"Accept": "text/html"})  # noqa: S310 (http(s) checked)
+    """Ask ``url`` once; any answer below 500 (a 401 too) means a server is there."""
+    parts = urlsplit(url)
+    headers = {"Accept": "text/html"}
+    if parts.username is not None:  # urllib takes no user:password in a URL: send it as a header
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        host = parts.hostname or ""
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+        url = urlunsplit(parts._replace(netloc=netloc))
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (an http(s) mirror URL)
     try:
         with urllib.request.urlopen(request, timeout=_REACH_TIMEOUT):  # noqa: S310
             return
