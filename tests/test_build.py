@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -167,6 +169,11 @@ def assert_no_trace(images: Images, image: str, *secrets: str) -> None:
         assert stub not in paths
 
 
+def ours(temporary: Path) -> list[Path]:
+    """pipdepot's temporary directories in ``temporary`` (the builder makes its own there too)."""
+    return [path for path in temporary.iterdir() if path.name.startswith("pipdepot-")]
+
+
 def build_argv(images: Images, context: Path, tag: str, *pipdepot_args: str) -> list[str]:
     return [
         sys.executable,
@@ -217,7 +224,7 @@ def test_offline_an_unmodified_containerfile_installs_from_the_mirror_and_the_im
     assert "PIP-OK 2.0" in output
     assert "UV-OK 3.0" in output
     assert "removed the empty mount points" in output
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert ours(tmp_path / "tmp") == []
     assert_no_trace(images, "localhost/app:offline", str(mirror))
 
 
@@ -258,7 +265,7 @@ def test_a_failing_run_step_exits_with_the_builder_s_status_and_leaves_no_tempor
     )
     assert result.returncode == 7, result.stdout + result.stderr
     assert "exit status 7" in result.stderr
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert ours(tmp_path / "tmp") == []
 
 
 def test_check_stops_before_building_when_the_mirror_lacks_a_requirement(
@@ -334,3 +341,36 @@ def test_the_buildkit_secret_recipe_with_buildah(images: Images, wheels: list[Pa
     inspected = images.buildah("inspect", "--type", "image", "localhost/app:secret")
     assert f"127.0.0.1:{depot.port}" not in inspected
     assert "/etc/pip.conf" not in image_paths(images.buildah, "localhost/app:secret")
+
+
+def test_sigterm_during_a_run_step_stops_the_builder_and_leaves_no_temporary_directory(
+    images: Images, mirror: Path, tmp_path: Path
+) -> None:
+    context = context_with(tmp_path, f"FROM {BASE}\nRUN echo 'STEP-STAR''TED' && sleep 120\n")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    argv = build_argv(images, context, "localhost/app:stopped", "--offline", "--mirror-dir", str(mirror))
+    log = tmp_path / "build.log"
+    with log.open("wb") as stream:
+        process = subprocess.Popen(
+            ["unshare", "--net", *argv],
+            env=clean_environ(HOME=str(tmp_path), TMPDIR=str(temporary)),
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while b"STEP-STARTED" not in log.read_bytes() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.2)
+        assert ours(temporary)  # the mounted files are there while the step runs
+        process.send_signal(signal.SIGTERM)  # unshare without --fork execs pipdepot: the same process
+        process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode != 0
+    # buildah, killed mid-step, may leave its own buildah* directory there: not pipdepot's
+    assert ours(temporary) == [], log.read_text()
+    assert "localhost/app:stopped" not in images.buildah("images", "--format", "{{.Name}}:{{.Tag}}")

@@ -84,6 +84,8 @@ def build_command(
         builder = parse_builder(command, which=which)
         report = make_plan(settings)
         check_build(report, builder, offline=offline, environ=os.environ)
+        for warning in report.plan.warnings:  # not the host's PIP_*: a builder never passes them on
+            click.echo(f"pipdepot: warning: {warning}", err=True)
         if checks:
             _check(checks, settings, builder, check_python, check_platform)
         result = run_build(report, builder, offline=offline, environ=os.environ)

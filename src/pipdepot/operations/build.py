@@ -148,30 +148,50 @@ def run_build(
     :raises BuildRootError: the built image could not be read or rewritten.
     """
     env = dict(environ)
+    children: list[subprocess.Popen[bytes]] = []
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if children and children[0].poll() is None:
+            children[0].send_signal(signum)
+            return
+        raise _Interrupted(signum)  # before or after the builder: stop, and clean up
+
     directory = Path(tempfile.mkdtemp(prefix="pipdepot-build-"))
-    try:
-        options = _volumes(report.plan, directory)
-        iidfile = command.option("--iidfile")
-        if iidfile is None:
-            iidfile = str(directory / "iid")
-            options += ["--iidfile", iidfile]
-        argv = list(command.with_options(tuple(options)))
-        if offline:
-            argv = _without_network(command, argv, env)
-        status = _run(argv, env)
-        if status != 0:
-            return BuildResult(status)
-        image = Path(iidfile).read_text().strip() if Path(iidfile).is_file() else None
-        if image is None:
-            return BuildResult(status)
-        final, removed = _remove_stubs(command, image, env)
-        if final != image and command.option("--iidfile") is not None:
-            Path(iidfile).write_text(final)
-        return BuildResult(status, final, removed)
-    except _Interrupted as interrupted:
-        return BuildResult(128 + interrupted.signum)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with _signals(forward):
+        try:
+            argv, iidfile = _command_line(report, command, directory, env, offline=offline)
+            children.append(subprocess.Popen(argv, env=env))
+            return _finish(command, children[0].wait(), iidfile, env)
+        except _Interrupted as interrupted:
+            return BuildResult(128 + interrupted.signum)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _command_line(
+    report: PlanReport, command: BuilderCommand, directory: Path, env: dict[str, str], *, offline: bool
+) -> tuple[list[str], Path]:
+    """The builder's command with the mounts (files written in ``directory``), and its image ID file."""
+    options = _volumes(report.plan, directory)
+    iidfile = command.option("--iidfile")
+    if iidfile is None:
+        iidfile = str(directory / "iid")
+        options += ["--iidfile", iidfile]
+    argv = list(command.with_options(tuple(options)))
+    return (_without_network(command, argv, env) if offline else argv), Path(iidfile)
+
+
+def _finish(command: BuilderCommand, status: int, iidfile: Path, env: dict[str, str]) -> BuildResult:
+    """After a successful build, the image without its empty mount points, under the build's names."""
+    if status < 0:
+        return BuildResult(128 - status)
+    image = iidfile.read_text().strip() if iidfile.is_file() else None
+    if status != 0 or not image:
+        return BuildResult(status)
+    final, removed = _remove_stubs(command, image, env)
+    if final != image and command.option("--iidfile") is not None:
+        iidfile.write_text(final)
+    return BuildResult(status, final, removed)
 
 
 def _volumes(plan: MirrorPlan, directory: Path) -> list[str]:
@@ -217,20 +237,6 @@ def _without_network(command: BuilderCommand, argv: list[str], env: dict[str, st
     if unshare is None:
         raise UsageError("an offline build with --isolation chroot needs util-linux's unshare")
     return [unshare, "--net", "--", *argv]
-
-
-def _run(argv: list[str], env: dict[str, str]) -> int:
-    child: subprocess.Popen[bytes] | None = None
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        if child is None:
-            raise _Interrupted(signum)
-        child.send_signal(signum)
-
-    with _signals(forward):
-        child = subprocess.Popen(argv, env=env)
-        status = child.wait()
-    return 128 - status if status < 0 else status
 
 
 @contextlib.contextmanager
@@ -286,6 +292,8 @@ def _remove_stubs(command: BuilderCommand, image: str, env: dict[str, str]) -> t
         final = _call(commit, env, f"cannot commit the image {image} without its mount points")
         for tag in command.options("-t", "--tag"):
             _call([*buildah, "tag", final, tag], env, f"cannot tag {final} as {tag}")
+        subprocess.run([*buildah, "rm", container], env=env, capture_output=True, check=False)
+        # the builder's own image, now untagged: not forced, so an image named elsewhere stays
         subprocess.run([*buildah, "rmi", image], env=env, capture_output=True, check=False)
         return final, removed
     finally:
