@@ -143,6 +143,23 @@ class TestErrors:
         assert result.returncode not in {0, 2}, result.stderr  # buildah's own failure: no such context
         assert "no-context" in result.stderr
 
+    def test_check_for_a_target_given_as_flags_stops_before_the_builder(
+        self, run_pipdepot: PipdepotRunner, mirror: Path, tmp_path: Path
+    ) -> None:
+        requirements = tmp_path / "requirements.txt"
+        requirements.write_text("not-in-the-mirror\n")
+        argv = ("build", "--offline", "--mirror-dir", str(mirror), "--check", str(requirements))
+        builder = ("--", "buildah", "bud", str(tmp_path / "no-context"))
+        target = ("--python-version", "3.11", "--platform", "manylinux_2_36_x86_64")
+        result = run_pipdepot(*argv, *target, *builder, check=False)
+        assert "the mirror lacks 1 item for 1 target" in one_line_error(result, 1)
+        assert (
+            "target: cp311-manylinux_2_36_x86_64 (given by --python-version and --platform)" in result.stdout
+        )
+        assert "no-context" not in result.stdout + result.stderr  # the builder never ran
+        result = run_pipdepot(*argv, "--python-version", "3.11", *builder, check=False)
+        assert "--python-version and --platform go together" in one_line_error(result, 2)
+
     def test_an_offline_build_given_a_network(self, run_pipdepot: PipdepotRunner, mirror: Path) -> None:
         argv = (
             "build",

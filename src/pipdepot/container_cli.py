@@ -115,12 +115,12 @@ def _check(
             target = platform_target(python, platform)
         except InvalidTarget as exc:
             raise UsageError(f"--python-version/--platform: {exc}") from None
-        source = "given by --python-version and --platform"
+        source = "(given by --python-version and --platform)"
     else:
         image, found = read_base_target(builder, os.environ)
         try:
             target = platform_target(found.python, found.platform, full_version=found.full_version)
         except InvalidTarget as exc:
             raise BuildRootError(f"the base image {image}'s {found}: {exc}") from None
-        source = f"{found}, read from the base image {image}"
+        source = f"({found}), read from the base image {image}"
     check_for_target(checks, settings.plan.mirror_dir.value, target, source)

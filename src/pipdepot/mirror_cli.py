@@ -426,17 +426,19 @@ def check_before_chroot(inputs: tuple[Path, ...], mirror_dir: Path, root: Path) 
         target = platform_target(found.python, found.platform, full_version=found.full_version)
     except InvalidTarget as exc:
         raise BuildRootError(f"{root}'s {found}: {exc}") from None
-    check_for_target(inputs, mirror_dir, target, f"{found}, read from {root}")
+    check_for_target(inputs, mirror_dir, target, f"({found}), read from {root}")
 
 
 def check_for_target(inputs: tuple[Path, ...], mirror_dir: Path, target: Target, source: str) -> None:
     """The check of ``chroot --check`` and ``build --check``: the requirements for one build's target.
 
+    ``source`` follows the target on its line: where it was read from.
+
     :raises MirrorError: the mirror lacks something.
     """
     quiet()
     read: Inputs = read_inputs(list(inputs))
-    click.echo(f"target: {target} ({source})")
+    click.echo(f"target: {target} {source}")
     report = asyncio.run(check(read, [target], mirror_dir=mirror_dir))
     _report_check(report, mirror_dir)
 
