@@ -252,6 +252,9 @@ NOT_SETTINGS = {
     "version",
     "reason",
     "off",
+    "file_format",
+    "check_python",
+    "check_platform",
 }
 #: Commands whose options are values to write out, never read from PIPDEPOT_* (gen-config writes
 #: the files of a permanent install from its flags alone, so the files do not depend on the shell).

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.buildah import Buildah, import_base
 from tests.depot import Depot, free_port
 
 if TYPE_CHECKING:
@@ -33,37 +33,6 @@ BASE = "localhost/debian-python:bookworm"
 IMAGE = "localhost/pipdepot:test"
 
 
-class Buildah:
-    """buildah with its storage under one directory, removed afterwards."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        if shutil.which("buildah") is None:
-            pytest.fail("buildah is not installed (apt-get install buildah runc)")
-        self.prefix = [
-            "buildah",
-            "--root",
-            str(directory / "storage"),
-            "--runroot",
-            str(directory / "run"),
-            "--storage-driver",
-            "overlay",
-        ]
-
-    def __call__(self, *args: str, timeout: float = 300) -> str:
-        result = subprocess.run(
-            [*self.prefix, *args], capture_output=True, text=True, check=False, timeout=timeout
-        )
-        if result.returncode != 0:
-            pytest.fail(f"buildah {' '.join(args)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-        return result.stdout.strip()
-
-    def close(self) -> None:
-        subprocess.run([*self.prefix, "rm", "--all"], capture_output=True, check=False)
-        subprocess.run([*self.prefix, "rmi", "--all", "--force"], capture_output=True, check=False)
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
 @pytest.fixture
 def buildah(tmp_path: Path) -> Iterator[Buildah]:
     tool = Buildah(tmp_path / "containers")
@@ -71,17 +40,6 @@ def buildah(tmp_path: Path) -> Iterator[Buildah]:
         yield tool
     finally:
         tool.close()
-
-
-def import_base(buildah: Buildah, root: Path) -> None:
-    """A base image from a Debian root: no registry is reachable here."""
-    container = buildah("from", "scratch")
-    mount = buildah("mount", container)
-    subprocess.run(["cp", "-a", f"{root}/.", mount], check=True)
-    buildah("umount", container)
-    buildah("config", "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", container)
-    buildah("commit", "--quiet", container, BASE)
-    buildah("rm", container)
 
 
 def wait_for_health(url: str, process: subprocess.Popen[bytes]) -> bytes:
@@ -101,7 +59,7 @@ def wait_for_health(url: str, process: subprocess.Popen[bytes]) -> bytes:
 def test_the_image_builds_runs_as_a_user_and_answers_health(
     tmp_path: Path, buildah: Buildah, debian_root: Path
 ) -> None:
-    import_base(buildah, debian_root)
+    import_base(buildah, debian_root, BASE)
     context = tmp_path / "context"
     context.mkdir()
     subprocess.run(

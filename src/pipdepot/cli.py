@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from pipdepot import __version__
+from pipdepot.container_cli import build_command
 from pipdepot.core.systemd import stderr_is_journal
 from pipdepot.core.urls import redact_url
+from pipdepot.element.buildroot import render_pip_conf, render_uv_toml
 from pipdepot.errors import PipdepotError, UsageError
 from pipdepot.mirror_cli import MIRROR_COMMANDS, check_before_chroot
 from pipdepot.operations.chroot import clean_environment, run_in_root
@@ -151,6 +153,8 @@ def _settings(options: dict[str, Any]) -> Settings:
     return load_settings(flags, os.environ)
 
 
+_FILE_HEADER = "# From `pipdepot plan`: mount it as a build secret; it is not part of the image.\n"
+
 _EXIT_STATUS = """\b
 Exit status:
   0    done
@@ -158,7 +162,7 @@ Exit status:
   2    usage: a bad command, flag, argument, variable or config-file value; nothing was done
   130  stopped by Ctrl-C (SIGINT), 143 by SIGTERM
   `pipdepot serve` runs until stopped and then exits 0; `pipdepot chroot` exits
-  with its COMMAND's status once COMMAND ran.
+  with its COMMAND's status once COMMAND ran, `pipdepot build` with its builder's.
 """
 
 
@@ -188,14 +192,24 @@ def cli() -> None:
     "which files would be created or replaced, and what in it would still win.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["pip.conf", "uv.toml"]),
+    help="Print only that file, credentials included (for a build secret: see docs/CONTAINERS.md).",
+)
 @_plan_options
-def plan(root: Path | None, as_json: bool, **options: Any) -> None:
+def plan(root: Path | None, as_json: bool, file_format: str | None, **options: Any) -> None:
     """Show the mirror plan, every file it writes, and what would override it.
 
     Changes nothing. Warnings go to the end of the text (or the "warnings" list in JSON).
     """
     report = make_plan(_settings(options), root)
-    if as_json:
+    if file_format is not None:
+        _warn(report.warnings)
+        render = render_pip_conf if file_format == "pip.conf" else render_uv_toml
+        click.echo(render(report.plan, header=_FILE_HEADER), nl=False)
+    elif as_json:
         click.echo(json.dumps(_plan_json(report), indent=2))
     else:
         click.echo(_plan_text(report), nl=False)
@@ -466,6 +480,7 @@ def gen_config_command(output: Path, listen: str, user_unit: bool, **options: An
 
 for _command in (*MIRROR_COMMANDS, *PRIVATE_COMMANDS):
     cli.add_command(_command)
+cli.add_command(build_command(_plan_options, _settings))
 
 
 @cli.command(name="elements-path")

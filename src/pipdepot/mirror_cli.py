@@ -29,7 +29,14 @@ if TYPE_CHECKING:
     from pipdepot.operations.sync import Inputs
     from pipdepot.storage.locate import MirrorLocation
 
-__all__ = ["MIRROR_COMMANDS", "check_before_chroot", "mirror_option", "mirror_settings", "quiet"]
+__all__ = [
+    "MIRROR_COMMANDS",
+    "check_before_chroot",
+    "check_for_target",
+    "mirror_option",
+    "mirror_settings",
+    "quiet",
+]
 
 F = TypeVar("F", bound="Callable[..., Any]")
 T = TypeVar("T")
@@ -414,14 +421,24 @@ def check_before_chroot(inputs: tuple[Path, ...], mirror_dir: Path, root: Path) 
     :raises MirrorError: the mirror lacks something; the root is left as it was.
     :raises BuildRootError: the root's target cannot be read.
     """
-    quiet()
-    read: Inputs = read_inputs(list(inputs))
     found = read_root_target(root)
     try:
         target = platform_target(found.python, found.platform, full_version=found.full_version)
     except InvalidTarget as exc:
         raise BuildRootError(f"{root}'s {found}: {exc}") from None
-    click.echo(f"target: {target} ({found}), read from {root}")
+    check_for_target(inputs, mirror_dir, target, f"({found}), read from {root}")
+
+
+def check_for_target(inputs: tuple[Path, ...], mirror_dir: Path, target: Target, source: str) -> None:
+    """The check of ``chroot --check`` and ``build --check``: the requirements for one build's target.
+
+    ``source`` follows the target on its line: where it was read from.
+
+    :raises MirrorError: the mirror lacks something.
+    """
+    quiet()
+    read: Inputs = read_inputs(list(inputs))
+    click.echo(f"target: {target} {source}")
     report = asyncio.run(check(read, [target], mirror_dir=mirror_dir))
     _report_check(report, mirror_dir)
 

@@ -27,7 +27,7 @@ import tomli_w
 if TYPE_CHECKING:
     from pipdepot.element.plan import MirrorPlan
 
-__all__ = ["INDEX_ENV_VARS", "ConfigFile", "render_files"]
+__all__ = ["INDEX_ENV_VARS", "ConfigFile", "render_files", "render_pip_conf", "render_uv_toml"]
 
 #: Variables that choose indexes for pip or uv and beat every config file.
 #: The element's ``environment.d`` unsets the same list; a test keeps them equal.
@@ -108,7 +108,7 @@ def render_files(plan: MirrorPlan) -> tuple[ConfigFile, ...]:
     )
 
 
-def render_pip_conf(plan: MirrorPlan) -> str:
+def render_pip_conf(plan: MirrorPlan, *, header: str = _HEADER) -> str:
     """Pip's ``[global]`` section; list values one per line, as pip splits them."""
     values = {"index-url": plan.index_url}
     if plan.extra_index_urls:
@@ -119,10 +119,10 @@ def render_pip_conf(plan: MirrorPlan) -> str:
         values["retries"] = str(plan.retries)
     if plan.timeout is not None:
         values["timeout"] = f"{plan.timeout:g}"
-    return _HEADER + _ini({"global": values})
+    return header + _ini({"global": values})
 
 
-def render_uv_toml(plan: MirrorPlan) -> str:
+def render_uv_toml(plan: MirrorPlan, *, header: str = _HEADER) -> str:
     """Uv's indexes in the plan's order, the last one ``default`` so PyPI is never implied.
 
     uv asks indexes in order and, with ``first-index``, takes a project only
@@ -135,7 +135,7 @@ def render_uv_toml(plan: MirrorPlan) -> str:
     if plan.insecure_hosts:
         document["allow-insecure-host"] = list(plan.insecure_hosts)
     document["index"] = indexes
-    return _HEADER + tomli_w.dumps(document)
+    return header + tomli_w.dumps(document)
 
 
 def render_pydistutils_cfg(plan: MirrorPlan) -> str:
