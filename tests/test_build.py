@@ -247,9 +247,9 @@ def test_online_through_serve_and_the_image_never_names_the_mirror(
         upstream.stop()
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert f"Looking in indexes: {depot.index}" in output
+    assert f"Looking in indexes: {depot.url}/+auto/simple/" in output  # the target view (docs/SERVER.md)
     assert "PIP-OK 2.0" in output
-    assert "GET /simple/probe-app/ 200" in depot.log_text()
+    assert "GET /+auto/simple/probe-app/ 200" in depot.log_text()
     assert_no_trace(images, "localhost/app:online", f"127.0.0.1:{depot.port}")
 
 
@@ -336,8 +336,8 @@ def test_the_buildkit_secret_recipe_with_buildah(images: Images, wheels: list[Pa
         depot.stop()
         upstream.stop()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"Looking in indexes: {depot.index}" in result.stdout + result.stderr
-    assert "GET /simple/probe-app/ 200" in depot.log_text()
+    assert f"Looking in indexes: {depot.url}/+auto/simple/" in result.stdout + result.stderr
+    assert "GET /+auto/simple/probe-app/ 200" in depot.log_text()
     inspected = images.buildah("inspect", "--type", "image", "localhost/app:secret")
     assert f"127.0.0.1:{depot.port}" not in inspected
     assert "/etc/pip.conf" not in image_paths(images.buildah, "localhost/app:secret")

@@ -49,6 +49,9 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeUpstream]
     server.add(build_wheel(directory, "multi", "2.0", tag=f"{OTHER}-{OTHER}-manylinux_2_17_x86_64"))
     server.add(build_wheel(directory, "multi", "3.0"), requires_python=">=3.99")
     server.add(build_wheel(directory, "multi", "0.9"), yanked="bad")
+    minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    server.add(build_wheel(directory, "micro", "1.0"))
+    server.add(build_wheel(directory, "micro", "2.0"), requires_python=f">={minor}.5")
     yield server.start()
     server.stop()
 
@@ -147,6 +150,33 @@ def test_the_auto_view_reads_pip_and_uvs_own_user_agents(depot: Depot, tmp_path:
     headers, full = listed(depot, "/+auto/simple/", {"User-Agent": "curl/8"})
     assert headers["X-Pipdepot-View"] == "none"  # not an installer that says where it runs: the full page
     assert len(full["files"]) == 11
+
+
+def agent(python: str) -> str:
+    """A pip User-Agent as pip sends it, for this machine with Python ``python``."""
+    libc = HOST_PLATFORM.split("_")
+    details = {
+        "implementation": {"name": "CPython", "version": python},
+        "python": python,
+        "cpu": "x86_64",
+        "distro": {"libc": {"lib": "glibc", "version": f"{libc[1]}.{libc[2]}"}},
+        "system": {"name": "Linux"},
+    }
+    return f"pip/26.3 {json.dumps(details)}"
+
+
+def test_a_views_pages_do_not_depend_on_which_client_asked_first(depot: Depot) -> None:
+    """The view is rendered once for all clients of a target: not trimmed to the first one's micro version."""
+    minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for python in (f"{minor}.2", f"{minor}.7"):
+        status, headers, body = get(
+            f"{depot.url}/+auto/simple/micro/", {"Accept": JSON, "User-Agent": agent(python)}
+        )
+        assert status == 200
+        assert headers["X-Pipdepot-View"] == VIEW
+        assert json.loads(body)["versions"] == ["1.0", "2.0"], python
+    _, _, body = get(f"{depot.url}/+target/{VIEW}/simple/micro/", {"Accept": JSON})
+    assert json.loads(body)["versions"] == ["1.0", "2.0"]
 
 
 def test_pip_and_uv_install_through_the_views(depot: Depot, tmp_path: Path) -> None:

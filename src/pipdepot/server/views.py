@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["TargetView", "view_from_agent", "view_named"]
 
 _NAME = re.compile(r"cp3(\d{1,2})-([a-z0-9_]+)")
-#: Micro versions tried when only the minor version is known: a file is kept if any admits it.
+#: Micro versions tried: a file is kept if any admits it.
 _MICROS = 40
 _MAX_AGENT = 4096
 _CPU = {"amd64": "x86_64", "x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
@@ -44,13 +44,16 @@ def __dir__() -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class TargetView:
-    """What one target can install: its wheel tags and its Python."""
+    """What one target can install: its wheel tags and its Python (any micro version of it).
+
+    The micro version a client runs is not part of a view: a view's pages are rendered once
+    and shared by every client of that target, so what they list must not depend on which
+    client asked first. A file whose Requires-Python admits some micro version stays.
+    """
 
     #: ``cp311-manylinux_2_36_x86_64``: the view's name, in URLs and cache keys.
     name: str
     target: Target
-    #: The interpreter's exact version (``3.11.2``) when the client said it; else any micro version.
-    python: str | None = None
 
     def keeps(self, entry: FileEntry) -> bool:
         """Whether a build on this target could install the file."""
@@ -63,15 +66,16 @@ class TargetView:
             if self.target.rank(tag_set) is None:
                 return False
         requires = entry.get("requires-python")
-        return not isinstance(requires, str) or _admits(requires, self.target.python, self.python)
+        return not isinstance(requires, str) or _admits(requires, self.target.python)
 
     def trim(self, files: list[FileEntry]) -> list[FileEntry]:
         """The files this target could install, in their order."""
         return [entry for entry in files if self.keeps(entry)]
 
 
+@functools.lru_cache(maxsize=256)
 def view_named(name: str) -> TargetView:
-    """The view ``cp311-manylinux_2_36_x86_64`` names.
+    """The view ``cp311-manylinux_2_36_x86_64`` names (made once: a target's tags are 900 objects).
 
     :raises InvalidTarget: not a CPython target with a platform tag pipdepot can target.
     """
@@ -81,6 +85,7 @@ def view_named(name: str) -> TargetView:
     return TargetView(name, platform_target(f"3.{match.group(1)}", match.group(2)))
 
 
+@functools.lru_cache(maxsize=1024)
 def view_from_agent(agent: str) -> TargetView | None:
     """The view of the machine an installer runs on, from its User-Agent; ``None``: unknown.
 
@@ -107,10 +112,9 @@ def view_from_agent(agent: str) -> TargetView | None:
     if platform is None:
         return None
     try:
-        view = view_named(f"cp{parts[0]}{parts[1]}-{platform}")
+        return view_named(f"cp{parts[0]}{parts[1]}-{platform}")
     except InvalidTarget:
         return None
-    return TargetView(view.name, view.target, python)
 
 
 def _linux_platform(libc: object, cpu: str) -> str | None:
@@ -128,12 +132,10 @@ def _linux_platform(libc: object, cpu: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _admits(requires: str, minor: str, exact: str | None) -> bool:
-    """Whether ``requires`` admits Python ``exact``, or (unknown) any micro version of ``minor``."""
+def _admits(requires: str, minor: str) -> bool:
+    """Whether ``requires`` admits some micro version of Python ``minor``."""
     try:
         specifiers = SpecifierSet(requires)
     except InvalidSpecifier:
         return True
-    if exact is not None:
-        return specifiers.contains(exact, prereleases=True)
     return any(specifiers.contains(f"{minor}.{micro}", prereleases=True) for micro in range(_MICROS))
