@@ -130,6 +130,23 @@ def test_bench_smoke_run(tmp_path: Path, upstream: FakeUpstream) -> None:
     assert 0 < startup["ready_s_median"] < 30
     assert startup["uncached_pages"][0]["status"] == 200
 
+    check_views(results)
+
+    offline = read(results, "offline")["results"]
+    assert set(offline) == {"pipdepot dead-upstream-ttl0", "pipdepot offline"}
+    for entry in offline.values():
+        assert entry["pip"]["rc"] == 0, entry["pip"]
+        assert entry["uv"]["rc"] == 0, entry["uv"]
+
+    text = doc.read_text()
+    assert "### Main comparison" in text
+    assert "### Issue 5 targets" in text
+    assert "### Issue 17 goals" in text
+    assert "tiny-small" in text
+
+
+def check_views(results: Path) -> None:
+    """Issue 17's part of the run: the target view as a contender, three clients, the ipa part."""
     view_pages = read(results, "pages")["results"]["pipdepot-view"]
     for variant in view_pages["variants"].values():
         assert variant["req_s"] > 0
@@ -158,15 +175,3 @@ def test_bench_smoke_run(tmp_path: Path, upstream: FakeUpstream) -> None:
     for way in ("serve", "view", "offline", "file"):
         assert ipa[way]["median"] > 0, ipa[way]
         assert len(ipa[way]["vs_file"]["runs"]) == 1
-
-    offline = read(results, "offline")["results"]
-    assert set(offline) == {"pipdepot dead-upstream-ttl0", "pipdepot offline"}
-    for entry in offline.values():
-        assert entry["pip"]["rc"] == 0, entry["pip"]
-        assert entry["uv"]["rc"] == 0, entry["uv"]
-
-    text = doc.read_text()
-    assert "### Main comparison" in text
-    assert "### Issue 5 targets" in text
-    assert "### Issue 17 goals" in text
-    assert "tiny-small" in text
