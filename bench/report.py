@@ -608,6 +608,30 @@ def rounds17(parts: dict[str, Json]) -> str:
             "",
             table(["through", "runs, s", "median s", "over file:// per round", "median ratio"], ipa_rows),
         ]
+        profile = ipa.get("profile") or {}
+        ways_profiled = [w for w in ("view", "file") if dig(profile, w, "phases")]
+        if ways_profiled:
+
+            def seconds(way: str, phase: str | None) -> str:
+                phases = profile[way]["phases"]
+                samples = phases["total"] if phase is None else phases["samples"][phase]
+                return num(samples / phases["rate_hz"], 2) + " s"
+
+            prof_rows = [
+                [
+                    "whole install (wall clock)",
+                    *(install_cell(dig(profile, w, "install")) for w in ways_profiled),
+                ]
+            ]
+            prof_rows.append(["pip's processes, busy samples", *(seconds(w, None) for w in ways_profiled)])
+            phases = profile[ways_profiled[0]]["phases"]["samples"]
+            prof_rows += [[phase, *(seconds(w, phase) for w in ways_profiled)] for phase in phases]
+            out += [
+                "",
+                "The same install under py-spy (200 Hz, pip and its subprocess), one run each:",
+                "",
+                table(["pip's phase (samples / 200)", *(ways[w] for w in ways_profiled)], prof_rows),
+            ]
     return "\n".join(out)
 
 
@@ -1058,12 +1082,12 @@ def main(argv: list[str] | None = None) -> int:
     if not parts:
         print(f"no results in {args.results}")
         return 1
-    plotted = plot(parts, args.plot)
+    missing = [part for part in MAIN_PARTS if part not in parts]
+    plotted = not missing and plot(parts, args.plot)  # the plot belongs to the main tables
     plot_name = args.plot.name if plotted and args.plot.parent == args.doc.parent else None
     if plotted and plot_name is None:
         plot_name = str(args.plot)
     block, views = render(parts, plot_name), render_views(parts)
-    missing = [part for part in MAIN_PARTS if part not in parts]
     if args.doc.exists():
         text = args.doc.read_text()
         if missing:  # a partial run: the main tables stay those of the last complete run

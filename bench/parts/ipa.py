@@ -11,7 +11,8 @@ rounds, the order rotated, through:
 - ``offline``: pipdepot ``--offline`` over the same directory (pages of the cached files only);
 - ``file``: pip with ``--index-url file://<the data dir>/`` (the static tree, no server).
 
-Each run is compared with ``file`` of its round (``vs_file``).
+Each run is compared with ``file`` of its round (``vs_file``). With ``--profile``, one more install
+through the view and one from ``file://`` run under py-spy (``profile``): where the gap goes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING
 from clients import install
 from common import log
 from contenders import VIEW, VIEW_INDEX, make_server
+
+from parts.profiling import profile_pip_install
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -60,6 +63,11 @@ def part_ipa(b: Bench) -> Json:
             shift = round_ % len(WAYS)
             for way in WAYS[shift:] + WAYS[:shift]:
                 out[way]["runs"].append(install(b, CLIENT, urls[way], requirements=wanted))
+        if b.profile:
+            out["profile"] = {
+                way: profile_pip_install(b, urls[way], f"ipa-{way}", client=CLIENT, requirements=wanted)
+                for way in ("view", "file")
+            }
     out["serve"]["rss"], out["offline"]["rss"] = online.rss, offline.rss
     files = out["file"]["runs"]
     for way in WAYS:
