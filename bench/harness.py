@@ -139,7 +139,11 @@ def parse(argv: list[str] | None) -> Bench:
     parser.add_argument(
         "--bookworm-pip-python", type=Path, help="a Python whose pip stands in for bookworm's (skip the venv)"
     )
-    parser.add_argument("--profile", action="store_true", help="py-spy pipdepot under the small-page load")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy: pipdepot under the small-page load, pip in installs and ipa",
+    )
     args = parser.parse_args(argv)
     parts = args.parts or [*PARTS, "report"]
     unknown = set(parts) - {*PARTS, "report", "setup"}
