@@ -20,6 +20,8 @@ from common import REPO, clean_env, log, normalize
 
 #: The tools venv: the clients (pip, uv), the report's plots and the profiler.
 TOOLS = ("pip", "uv", "matplotlib", "py-spy")
+#: Debian bookworm's pip (python3-pip 23.0.1), the ``pip-bookworm`` client: what a build root's own pip is.
+BOOKWORM_PIP = "23.0.1"
 
 
 @dataclass
@@ -28,9 +30,11 @@ class Bench:
 
     parts: list[str]
     contenders: list[str]
+    clients: list[str]
     work: Path
     results: Path
     requirements: Path
+    ipa_requirements: Path
     smoke: bool
     repeats: int
     wrk_seconds: int
@@ -43,6 +47,7 @@ class Bench:
     upstream: str | None
     tools_python: Path | None
     pipdepot_python: Path | None
+    bookworm_pip_python: Path | None
     profile: bool
     command: str
     doc: Path
@@ -92,6 +97,24 @@ class Bench:
             )
             (venv / ".ready").write_text("\n".join(TOOLS))
         self._tools = python
+        return python
+
+    def bookworm_pip(self) -> Path:
+        """The Python of a venv whose pip is bookworm's (``BOOKWORM_PIP``), run as ``python -m pip``."""
+        if self.bookworm_pip_python is not None:
+            return self.bookworm_pip_python
+        venv = self.work / "venvs" / "pip-bookworm"
+        python = venv / "bin" / "python"
+        if not (venv / ".ready").exists():
+            log(f"creating the pip-bookworm venv (pip {BOOKWORM_PIP})")
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", f"pip=={BOOKWORM_PIP}"],
+                check=True,
+                env=clean_env(),
+            )
+            (venv / ".ready").write_text(f"pip=={BOOKWORM_PIP}")
         return python
 
     def uv(self) -> Path:

@@ -4,7 +4,10 @@ Each gets the command line, health URL and index path it needs, in one of the mo
 for: ``online`` (upstream reachable), ``dead`` (upstream unreachable, to see what a mirror serves
 from its cache alone), ``offline`` (the server's own offline switch) and, for pipdepot,
 ``longttl`` (every stored page counts as fresh). "direct" is no server at all: pip and uv against
-PyPI, for the installs part only.
+PyPI, for the installs part only. "pipdepot-view" is pipdepot's target view (issue 17): the same
+server and data, at ``/+auto/simple/``, where the page lists only what the installer's own target
+(read from its User-Agent) can install; it has no process of its own to start, stop or load with
+files, so the files, startup and offline parts leave it out.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ if TYPE_CHECKING:
     from config import Bench
 
 #: Every contender, in the order of the results and the command line's default.
-CONTENDERS = ("pipdepot", "devpi", "proxpi", "nginx", "direct")
+CONTENDERS = ("pipdepot", "pipdepot-view", "devpi", "proxpi", "nginx", "direct")
+#: pipdepot's target view: the installer's own target, chosen from its User-Agent.
+VIEW = "pipdepot-view"
+#: Where the view's pages are.
+VIEW_INDEX = "/+auto/simple/"
+#: The contenders with a server process of their own (the view is pipdepot's server at another path).
+SERVERS = ("pipdepot", "devpi", "proxpi", "nginx")
 #: The peers' venvs, installed from PyPI.
 PEERS = {"devpi": ("devpi-server",), "proxpi": ("proxpi", "gunicorn")}
 #: An upstream nobody answers at (the discard port), for the "dead" mode.
@@ -31,11 +40,12 @@ def make_server(b: Bench, kind: str, data: Path, *, mode: str = "online", tag: s
     """A contender's server over ``data``; ``mode`` is online, dead (upstream unreachable) or offline."""
     port = free_port()
     logfile = b.logs() / f"{kind}{tag}.log"
-    if kind == "pipdepot":
+    if kind in {"pipdepot", VIEW}:
         home = b.work / "home"
         home.mkdir(parents=True, exist_ok=True)
         env = clean_env(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_CACHE_HOME=str(home))
-        return Server(kind, pipdepot_argv(b, data, port, mode), "/+health", "/simple/", logfile, port, env)
+        index = VIEW_INDEX if kind == VIEW else "/simple/"
+        return Server(kind, pipdepot_argv(b, data, port, mode), "/+health", index, logfile, port, env)
     if kind == "devpi":
         bindir = b.venv("devpi", PEERS["devpi"])
         argv = [str(bindir / "devpi-server"), "--serverdir", str(data), "--host", "127.0.0.1"]
@@ -57,6 +67,11 @@ def make_server(b: Bench, kind: str, data: Path, *, mode: str = "online", tag: s
             kind, ["nginx", "-e", str(conf.parent / "error.log"), "-c", str(conf)], "/", "/", logfile, port
         )
     raise ValueError(kind)
+
+
+def data_of(kind: str) -> str:
+    """Whose warm data dir a contender serves: nginx and the view serve pipdepot's."""
+    return "pipdepot" if kind in {"nginx", VIEW} else kind
 
 
 def pipdepot_argv(b: Bench, data: Path, port: int, mode: str) -> list[str]:

@@ -37,12 +37,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clients import CLIENTS
 from common import BENCH, REPO, Json, log, normalize
 from config import Bench
 from contenders import CONTENDERS, PEERS
 from machine import machine, versions
 from parts.files import part_files
 from parts.installs import part_installs
+from parts.ipa import part_ipa
 from parts.offline import part_offline
 from parts.pages import part_pages
 from parts.startup import part_startup
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 #: The parts, in the order they run; each writes ``RESULTS/<part>.json``.
-PARTS = ("pages", "files", "startup", "installs", "offline")
+PARTS = ("pages", "files", "startup", "installs", "offline", "ipa")
 
 HELP = """\
 parts (default: all of them, in this order; then the report):
@@ -66,19 +68,27 @@ parts (default: all of them, in this order; then the report):
             right bytes, suffix range, 416 past the end).
   startup   spawn -> first 200 on the health URL with an empty data dir (x3), the first uncached pages,
             peak RSS (VmHWM summed over the server's processes). Every part records peak RSS too.
-  installs  pip and uv installs of bench/requirements.txt into fresh venvs, client cache off, in paired
-            rounds (--repeats of them): cold, PyPI direct and pipdepot on an empty data dir side by side
-            (devpi and proxpi once); warm, every server up and one install through each per round
-            (nginx and pipdepot --offline over pipdepot's warm tree), with the server's CPU seconds.
+  installs  pip, bookworm's pip and uv installs of bench/requirements.txt into fresh venvs, client cache
+            off, in paired rounds (--repeats of them): cold, PyPI direct, pipdepot and its target view
+            each on an empty data dir side by side (devpi and proxpi once); warm, every server up and
+            one install through each per round (nginx and pipdepot --offline over pipdepot's warm
+            tree; the view on pipdepot's warm server), with the server's CPU seconds.
             Targets read the median of per-round ratios. Also the index part of a warm install (the
             set's pages one after another, keep-alive) and, with --profile, pip under py-spy.
   offline   after warming, restart with upstream unreachable (pipdepot: dead --upstream with --ttl 0,
             and --offline; devpi --offline-mode; proxpi a dead PROXPI_INDEX_URL); do pip and uv install?
+  ipa       issue 17: ironic-python-agent (bench/ipa-requirements.txt) installed by bookworm's pip 23.0.1
+            in paired rounds through one warm pipdepot online (/simple/ and its target view
+            /+auto/simple/), pipdepot --offline and file:// over the same directory.
   report    regenerate the tables in docs/BENCHMARKS.md and docs/benchmarks.png from the results
             (also run after the other parts unless --no-report).
   setup     only create the venvs.
 
-contenders: pipdepot devpi proxpi nginx direct (direct = no mirror, PyPI; installs only).
+contenders: pipdepot pipdepot-view devpi proxpi nginx direct (direct = no mirror, PyPI; installs only;
+pipdepot-view = pipdepot's target view /+auto/simple/, the installer's own target from its
+User-Agent, on pipdepot's server: pages and installs only).
+clients (installs): pip (the newest, the tools venv's), pip-bookworm (pip 23.0.1, in its own venv),
+uv.
 Warm state is kept in WORK/data/<contender>-warm (one uv install of the set through it); delete
 WORK/data to start from scratch. Server logs are in WORK/logs.
 """
@@ -93,14 +103,18 @@ def parse(argv: list[str] | None) -> Bench:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "parts", nargs="*", metavar="PART", help="pages files startup installs offline report setup"
+        "parts", nargs="*", metavar="PART", help="pages files startup installs offline ipa report setup"
     )
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated (default: all)")
+    parser.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated (default: all)")
     parser.add_argument(
         "--work", type=Path, default=BENCH / ".work", help="venvs, data, logs (default bench/.work)"
     )
     parser.add_argument("--results", type=Path, default=BENCH / "results", help="JSON results directory")
     parser.add_argument("--requirements", type=Path, default=BENCH / "requirements.txt")
+    parser.add_argument(
+        "--ipa-requirements", type=Path, default=BENCH / "ipa-requirements.txt", help="the ipa part's set"
+    )
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "BENCHMARKS.md", help="doc to update")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "benchmarks.png", help="PNG to write")
     parser.add_argument("--no-report", action="store_true", help="do not regenerate the doc after the parts")
@@ -122,22 +136,34 @@ def parse(argv: list[str] | None) -> Bench:
     parser.add_argument(
         "--pipdepot-python", type=Path, help="a Python with pipdepot installed (skip the venv)"
     )
-    parser.add_argument("--profile", action="store_true", help="py-spy pipdepot under the small-page load")
+    parser.add_argument(
+        "--bookworm-pip-python", type=Path, help="a Python whose pip stands in for bookworm's (skip the venv)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy: pipdepot under the small-page load, pip in installs and ipa",
+    )
     args = parser.parse_args(argv)
     parts = args.parts or [*PARTS, "report"]
     unknown = set(parts) - {*PARTS, "report", "setup"}
     contenders = [c for c in args.contenders.split(",") if c]
+    clients = [c for c in args.clients.split(",") if c]
+    if set(clients) - set(CLIENTS):
+        parser.error(f"unknown client: {sorted(set(clients) - set(CLIENTS))}")
     if unknown or set(contenders) - set(CONTENDERS):
         parser.error(f"unknown part or contender: {sorted(unknown | (set(contenders) - set(CONTENDERS)))}")
-    if args.upstream and set(contenders) - {"pipdepot"}:
+    if args.upstream and set(contenders) - {"pipdepot", "pipdepot-view"}:
         parser.error("--upstream is for pipdepot-only runs (the peers always use PyPI)")
     smoke = bool(args.smoke)
     return Bench(
         parts=parts,
         contenders=contenders,
+        clients=clients,
         work=args.work.resolve(),
         results=args.results.resolve(),
         requirements=args.requirements.resolve(),
+        ipa_requirements=args.ipa_requirements.resolve(),
         smoke=smoke,
         repeats=1 if smoke else args.repeats,
         wrk_seconds=1 if smoke else args.wrk_seconds,
@@ -150,6 +176,7 @@ def parse(argv: list[str] | None) -> Bench:
         upstream=args.upstream,
         tools_python=args.tools_python.absolute() if args.tools_python else None,
         pipdepot_python=args.pipdepot_python.absolute() if args.pipdepot_python else None,
+        bookworm_pip_python=args.bookworm_pip_python.absolute() if args.bookworm_pip_python else None,
         profile=args.profile,
         command=shlex.join(["bench/run", *(argv if argv is not None else sys.argv[1:])]),
         doc=args.doc.resolve(),
@@ -164,6 +191,7 @@ RUNNERS: dict[str, Callable[[Bench], Json]] = {
     "startup": part_startup,
     "installs": part_installs,
     "offline": part_offline,
+    "ipa": part_ipa,
 }
 
 
@@ -175,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     if "setup" in b.parts:
         b.pipdepot_py()
         b.tools()
+        if "pip-bookworm" in b.clients:
+            b.bookworm_pip()
         for kind, packages in PEERS.items():
             if kind in b.contenders:
                 b.venv(kind, packages)
@@ -198,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             "versions": versions(b),
             "settings": {
                 "contenders": b.contenders,
+                "clients": b.clients,
                 "wrk_seconds": b.wrk_seconds,
                 "connections": b.wrk_connections,
                 "curl_count": b.curl_count,

@@ -73,6 +73,8 @@ def versions(b: Bench) -> Json:
     if "nginx" in b.contenders:
         found["nginx"] = run(["nginx", "-v"])["stderr"].strip().removeprefix("nginx version: nginx/")
     found["pip"] = _dist_version(b.tools(), "pip")
+    if "pip-bookworm" in b.clients:
+        found["pip-bookworm"] = _dist_version(b.bookworm_pip(), "pip")
     found["uv"] = " ".join(run([str(b.uv()), "--version"])["stdout"].split()[1:2])
     wrk_version = run(["wrk", "-v"])["stdout"].split() if shutil.which("wrk") else []
     found["wrk"] = wrk_version[1] if len(wrk_version) > 1 else None

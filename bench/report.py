@@ -16,14 +16,23 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 BEGIN = "<!-- bench/report.py: begin generated tables -->"
 END = "<!-- bench/report.py: end generated tables -->"
+#: Issue 17's tables (target views) have a block of their own, written from any run that has them.
+VIEWS_BEGIN = "<!-- bench/report.py: begin issue 17 tables -->"
+VIEWS_END = "<!-- bench/report.py: end issue 17 tables -->"
+#: The parts the main block is made of: it is replaced only by a run that has all of them.
+MAIN_PARTS = ("pages", "files", "startup", "installs", "offline")
 NAMES = {
     "pipdepot": "pipdepot",
+    "pipdepot-view": "pipdepot target view (`/+auto/simple/`)",
     "devpi": "devpi-server",
     "proxpi": "proxpi",
     "nginx": "nginx (pipdepot's tree)",
     "direct": "PyPI direct",
 }
-PEERS = ("pipdepot", "devpi", "proxpi", "nginx")
+PEERS = ("pipdepot", "pipdepot-view", "devpi", "proxpi", "nginx")
+VIEW = "pipdepot-view"
+#: The installs' clients, in order: the newest pip, bookworm's pip, uv.
+CLIENTS = ("pip", "pip-bookworm", "uv")
 Json = dict[str, Any]
 DASH = "-"
 
@@ -135,6 +144,21 @@ def peak_rss(parts: dict[str, Json], kind: str) -> float | None:
     return max(found) if found else None
 
 
+def measured_clients(installs: Json) -> list[str]:
+    """The clients the installs part ran, in order."""
+    return [c for c in CLIENTS if any(isinstance(e, dict) and c in e for e in installs.values())]
+
+
+def client_name(parts: dict[str, Json], client: str) -> str:
+    """``pip 26.3``, ``pip 23.0.1 (bookworm)``, ``uv``: a client with its version."""
+    versions: Json = {}
+    for doc in parts.values():
+        versions.update({k: v for k, v in (doc.get("versions") or {}).items() if v})
+    if client == "pip-bookworm":
+        return f"pip {versions.get('pip-bookworm', '23.0.1')} (bookworm)"
+    return f"{client} {versions[client]}" if client in versions else client
+
+
 def page_variant(parts: dict[str, Json], kind: str, variant: str) -> Json | None:
     """One wrk result of the pages part."""
     found: Json | None = dig(parts, "pages", "results", kind, "variants", variant)
@@ -164,17 +188,19 @@ def summary(parts: dict[str, Json]) -> str:  # noqa: C901 (one row per metric)
     def row(label: str, cell: Any) -> None:  # noqa: ANN401
         rows.append([label, *(cell(k) for k in kinds)])
 
-    for client in ("pip", "uv"):
+    clients = measured_clients(installs)
+    for client in clients:
+        name = client_name(parts, client)
         row(
-            f"{client} install, cold (empty mirror)",
+            f"{name} install, cold (empty mirror)",
             lambda k, c=client: cold_cell(dig(installs, k, c)),
         )
         row(
-            f"{client} install, warm (median of runs)",
+            f"{name} install, warm (median of runs)",
             lambda k, c=client: DASH if k == "direct" else warm_cell(dig(installs, k, c)),
         )
         row(
-            f"{client} install, warm, pages of cached files only (nginx's tree; pipdepot `--offline`)",
+            f"{name} install, warm, pages of cached files only (nginx's tree; pipdepot `--offline`)",
             lambda k, c=client: (
                 warm_cell(dig(installs, k, c, "same_tree"))
                 if k == "pipdepot"
@@ -184,9 +210,9 @@ def summary(parts: dict[str, Json]) -> str:  # noqa: C901 (one row per metric)
             ),
         )
 
-    for client in ("pip", "uv"):
+    for client in clients:
         row(
-            f"server CPU during a warm {client} install (median)",
+            f"server CPU during a warm {client_name(parts, client)} install (median)",
             lambda k, c=client: server_cpu_cell(dig(installs, k, c)),
         )
 
@@ -398,6 +424,217 @@ def targets(parts: dict[str, Json]) -> str:  # noqa: C901 (one target per block)
     return table(["target (issue 5)", "this run", "verdict"], rows)
 
 
+def issue17(parts: dict[str, Json]) -> str:  # noqa: C901 (one goal per block)
+    """Issue 17's goals (target views) against this run."""
+    installs = dig(parts, "installs", "results") or {}
+    rows: list[list[str]] = []
+
+    def verdict(ok: bool | None) -> str:
+        return DASH if ok is None else ("met" if ok else "**missed**")
+
+    clients = measured_clients(installs)
+    views = [f"{client_name(parts, c)}: `{dig(installs, VIEW, c, 'view')}`" for c in clients]
+    seen = [dig(installs, VIEW, c, "view") for c in clients]
+    rows.append(
+        [
+            "each client's own User-Agent picks its target view (`X-Pipdepot-View`)",
+            "; ".join(views),
+            verdict(None if not seen else all(v not in {None, "none"} for v in seen)),
+        ]
+    )
+    for client in clients:
+        name = client_name(parts, client)
+        view, pd = dig(installs, VIEW, client) or {}, dig(installs, "pipdepot", client) or {}
+        paired = view.get("vs_nginx")
+        rows.append(
+            [
+                f"warm {name} through the view at most 1.0x nginx over pipdepot's tree (paired rounds)",
+                (
+                    f"view {num(view.get('warm_median'))} s,"
+                    f" nginx {num(dig(installs, 'nginx', client, 'warm_median'))} s; {_paired(paired)};"
+                    f" full pages (pipdepot) {num(pd.get('warm_median'))} s,"
+                    f" {_paired(pd.get('vs_nginx'))}"
+                ),
+                verdict(None if not paired or paired.get("median") is None else paired["median"] <= 1.0),
+            ]
+        )
+    for client in clients:
+        name = client_name(parts, client)
+        view, pd = dig(installs, VIEW, client) or {}, dig(installs, "pipdepot", client) or {}
+        paired = view.get("vs_direct")
+        ok = None
+        if view.get("cold") and paired and paired.get("median") is not None:
+            ok = view["cold"]["rc"] == 0 and paired["median"] <= 0.9
+        rows.append(
+            [
+                f"cold {name} through the view at most 0.9x PyPI direct (paired rounds)",
+                (
+                    f"view {install_cell(view.get('cold'))},"
+                    f" direct {num(direct_seconds(installs, client))} s; {_paired(paired)};"
+                    f" full pages (pipdepot) {install_cell(pd.get('cold'))},"
+                    f" {_paired(pd.get('vs_direct'))}"
+                ),
+                verdict(ok),
+            ]
+        )
+    for client in clients:
+        name = client_name(parts, client)
+        cells, oks = [], []
+        for kind in (VIEW, "pipdepot"):
+            for peer in ("devpi", "proxpi"):
+                ratios = dig(installs, kind, client, f"vs_{peer}", "runs")
+                runs = dig(installs, peer, client, "warm_runs")
+                if ratios is None or not runs:
+                    continue
+                complete = len(ratios) == len(runs)
+                label = "view" if kind == VIEW else "full pages"
+                cells.append(
+                    f"{label}/{peer} "
+                    + ", ".join(f"{r:.2f}" for r in ratios)
+                    + ("" if complete else " (a run failed)")
+                )
+                if kind == VIEW:
+                    oks.append(complete and all(r < 1 for r in ratios))
+        rows.append(
+            [
+                f"warm {name} through the view faster than devpi-server and proxpi in every round",
+                "; ".join(cells) or "no peers in this run",
+                verdict(all(oks) if oks else None),
+            ]
+        )
+    lat = [(k, dig(installs, k, "uv", "page_latency")) for k in ("pipdepot", VIEW, "nginx")]
+    listed = [(k, dig(installs, k, "uv", "files_listed")) for k in ("pipdepot", VIEW, "nginx")]
+    rows.append(
+        [
+            "the 42 pages one by one (uv's encodings, keep-alive): sum / median / max; files they list",
+            "; ".join(
+                f"{_short(k)} {v['sum_ms']:.0f} / {v['median_ms']:.1f} / {v['max_ms']:.0f} ms"
+                for k, v in lat
+                if v
+            )
+            + "; files: "
+            + ", ".join(f"{_short(k)} {num(n, 0)}" for k, n in listed if n is not None),
+            "shown",
+        ]
+    )
+    rates = []
+    for label in ("small", "large"):
+        for fmt in ("html", "json"):
+            v = dig(page_variant(parts, VIEW, f"{label}_{fmt}_gzip"), "req_s")
+            f = dig(page_variant(parts, "pipdepot", f"{label}_{fmt}_gzip"), "req_s")
+            files = dig(page_variant(parts, VIEW, f"{label}_{fmt}_gzip"), "page", "files")
+            if v is not None:
+                rates.append(
+                    f"{label} {fmt.upper()} {num(v, 0)} req/s ({num(files, 0)} files; full page {num(f, 0)})"
+                )
+    rows.append(
+        ["page rates of the view, wrk -c32, gzip", "; ".join(rates) or DASH, "shown" if rates else DASH]
+    )
+    ipa = dig(parts, "ipa", "results") or {}
+    if ipa:
+        ways = ", ".join(
+            f"{way} {num(dig(ipa, way, 'median'))} s ({_paired(dig(ipa, way, 'vs_file'))})"
+            for way in ("view", "serve", "offline")
+        )
+        ratio = dig(ipa, "view", "vs_file", "median")
+        rows.append(
+            [
+                (
+                    f"ironic-python-agent ({ipa.get('wheels')} wheels)"
+                    f" with {client_name(parts, 'pip-bookworm')}"
+                    " through an online serve (the view) within 10% of `file://`"
+                ),
+                f"file:// {num(dig(ipa, 'file', 'median'))} s; {ways}",
+                verdict(None if ratio is None else ratio <= 1.10),
+            ]
+        )
+    return table(["goal (issue 17)", "this run", "verdict"], rows)
+
+
+def _short(kind: str) -> str:
+    """A contender's name in a crowded cell: the view is "view"."""
+    return "view" if kind == VIEW else NAMES[kind]
+
+
+def rounds17(parts: dict[str, Json]) -> str:
+    """Every round of every client: the installs the issue 17 ratios are made of."""
+    installs = dig(parts, "installs", "results") or {}
+    cold = [k for k in ("direct", "pipdepot", VIEW) if k in installs]
+    warm = [k for k in ("pipdepot", VIEW, "nginx", "devpi", "proxpi") if k in installs]
+    rows = []
+    for client in measured_clients(installs):
+        count = max((len(dig(installs, k, client, "warm_runs") or []) for k in warm), default=0)
+        for i in range(count):
+            cells = [client_name(parts, client), str(i + 1)]
+            for kind in cold:
+                run = dig(installs, kind, client, "cold_runs", i)
+                cells.append(runs_cell([run]) if run else DASH)
+            for kind in warm:
+                run = dig(installs, kind, client, "warm_runs", i)
+                cells.append(runs_cell([run]) if run else DASH)
+            same = dig(installs, "pipdepot", client, "same_tree", "warm_runs", i)
+            cells.append(runs_cell([same]) if same else DASH)
+            ratio = dig(installs, VIEW, client, "vs_nginx", "runs", i)
+            cells.append(num(ratio, 2))
+            rows.append(cells)
+    header = ["client", "round", *(f"cold {_short(k)}" for k in cold)]
+    header += [f"warm {_short(k)}" for k in warm]
+    header += ["warm pipdepot `--offline`", "view / nginx"]
+    out = [table(header, rows)] if rows else []
+    ipa = dig(parts, "ipa", "results") or {}
+    if ipa:
+        ways = {
+            "view": "online serve, target view (`/+auto/simple/`)",
+            "serve": "online serve, full pages (`/simple/`)",
+            "offline": "`serve --offline` (cached files only)",
+            "file": "`file://` over pipdepot's tree",
+        }
+        ipa_rows = [
+            [
+                label,
+                runs_cell(dig(ipa, way, "runs")),
+                num(dig(ipa, way, "median")),
+                ", ".join(f"{r:.2f}" for r in dig(ipa, way, "vs_file", "runs") or []),
+                num(dig(ipa, way, "vs_file", "median"), 2),
+            ]
+            for way, label in ways.items()
+        ]
+        out += [
+            "",
+            (
+                f"ironic-python-agent ({ipa.get('wheels')} wheels), {client_name(parts, 'pip-bookworm')},"
+                " warm, paired rounds:"
+            ),
+            "",
+            table(["through", "runs, s", "median s", "over file:// per round", "median ratio"], ipa_rows),
+        ]
+        profile = ipa.get("profile") or {}
+        ways_profiled = [w for w in ("view", "file") if dig(profile, w, "phases")]
+        if ways_profiled:
+
+            def seconds(way: str, phase: str | None) -> str:
+                phases = profile[way]["phases"]
+                samples = phases["total"] if phase is None else phases["samples"][phase]
+                return num(samples / phases["rate_hz"], 2) + " s"
+
+            prof_rows = [
+                [
+                    "whole install (wall clock)",
+                    *(install_cell(dig(profile, w, "install")) for w in ways_profiled),
+                ]
+            ]
+            prof_rows.append(["pip's processes, busy samples", *(seconds(w, None) for w in ways_profiled)])
+            phases = profile[ways_profiled[0]]["phases"]["samples"]
+            prof_rows += [[phase, *(seconds(w, phase) for w in ways_profiled)] for phase in phases]
+            out += [
+                "",
+                "The same install under py-spy (200 Hz, pip and its subprocess), one run each:",
+                "",
+                table(["pip's phase (samples / 200)", *(ways[w] for w in ways_profiled)], prof_rows),
+            ]
+    return "\n".join(out)
+
+
 def _paired(paired: Json | None) -> str:
     """The median of the per-round ratios, and the ratios."""
     if not paired or not paired.get("runs"):
@@ -601,7 +838,7 @@ def _startup_offline(parts: dict[str, Json]) -> list[str]:
     installs = dig(parts, "installs", "results") or {}
     rss_rows = []
     for kind in PEERS:
-        for client in ("pip", "uv"):
+        for client in CLIENTS:
             entry = dig(installs, kind, client)
             if entry:
                 rss_rows.append(
@@ -614,31 +851,38 @@ def _startup_offline(parts: dict[str, Json]) -> list[str]:
             "",
             table(["server", "client", "peak RSS MiB", "ready s"], rss_rows),
         ]
-    return out + _client_profile(dig(installs, "pipdepot", "pip", "client_profile"))
+    return out
 
 
-def _client_profile(profile: Json | None) -> list[str]:
-    """pip's time by phase in one warm install through pipdepot and one through nginx (py-spy)."""
-    if not profile or not all(dig(profile, k, "phases") for k in ("pipdepot", "nginx")):
-        return []
-    kinds = ("pipdepot", "nginx")
+def _client_profile(parts: dict[str, Json]) -> list[str]:
+    """pip's time by phase in one warm install through pipdepot, its view and nginx (py-spy), per pip."""
+    installs = dig(parts, "installs", "results") or {}
+    out: list[str] = []
+    for client in ("pip", "pip-bookworm"):
+        profile = dig(installs, "pipdepot", client, "client_profile") or dig(
+            installs, VIEW, client, "client_profile"
+        )
+        kinds = [k for k in ("pipdepot", VIEW, "nginx") if dig(profile, k, "phases")]
+        if not profile or "nginx" not in kinds or len(kinds) < 2:
+            continue
 
-    def seconds(kind: str, phase: str | None) -> str:
-        phases = profile[kind]["phases"]
-        samples = phases["total"] if phase is None else phases["samples"][phase]
-        return num(samples / phases["rate_hz"], 2)
+        def seconds(kind: str, phase: str | None, profile: Json = profile) -> str:
+            phases = profile[kind]["phases"]
+            samples = phases["total"] if phase is None else phases["samples"][phase]
+            return num(samples / phases["rate_hz"], 2)
 
-    rows = [["whole install (wall clock)", *(install_cell(dig(profile, k, "install")) for k in kinds)]]
-    busy = "pip's processes, busy samples (py-spy skips idle ones)"
-    rows.append([busy, *(seconds(k, None) + " s" for k in kinds)])
-    phases = profile["pipdepot"]["phases"]["samples"]
-    rows += [[phase, *(seconds(k, phase) + " s" for k in kinds)] for phase in phases]
-    return [
-        "",
-        "### pip during a warm install, under py-spy (200 Hz, with its subprocess)",
-        "",
-        table(["pip's phase (samples / 200)", "through pipdepot", "through nginx (pipdepot's tree)"], rows),
-    ]
+        rows = [["whole install (wall clock)", *(install_cell(dig(profile, k, "install")) for k in kinds)]]
+        busy = "pip's processes, busy samples (py-spy skips idle ones)"
+        rows.append([busy, *(seconds(k, None) + " s" for k in kinds)])
+        phases = profile[kinds[0]]["phases"]["samples"]
+        rows += [[phase, *(seconds(k, phase) + " s" for k in kinds)] for phase in phases]
+        out += [
+            "",
+            f"### {client_name(parts, client)} in a warm install, under py-spy (200 Hz, with its subprocess)",
+            "",
+            table(["pip's phase (samples / 200)", *(f"through {NAMES[k]}" for k in kinds)], rows),
+        ]
+    return out
 
 
 def _short_error(entry: Json) -> str:
@@ -746,13 +990,85 @@ def render(parts: dict[str, Json], plot_name: str | None) -> str:
     return "\n".join(blocks)
 
 
+def render_views(parts: dict[str, Json]) -> str:
+    """Issue 17's block: the goals, every round, the view's pages beside the full ones, pip profiled."""
+    blocks = [VIEWS_BEGIN, "", "### Issue 17 goals", "", issue17(parts), "", "### Issue 17 rounds", ""]
+    blocks += [rounds17(parts), "", *_view_pages(parts), *_client_profile(parts), "", VIEWS_END]
+    return "\n".join(blocks)
+
+
+def _view_pages(parts: dict[str, Json]) -> list[str]:
+    """The view's page rates and the 42 pages one by one, beside pipdepot's full pages and nginx."""
+    rows = []
+    for kind in ("pipdepot", VIEW, "nginx"):
+        variants = dig(parts, "pages", "results", kind, "variants") or {}
+        for variant, result in variants.items():
+            if kind == "nginx" and "gzip_static" not in variant:
+                continue
+            page = result.get("page") or {}
+            rows.append(
+                [
+                    _short(kind),
+                    variant,
+                    num(page.get("files"), 0),
+                    num(page.get("bytes_sent"), 0),
+                    str(page.get("view") or DASH),
+                    num(result.get("req_s"), 0),
+                    num(result.get("p50_ms"), 2),
+                    num(result.get("p99_ms"), 2),
+                ]
+            )
+    out: list[str] = []
+    if rows:
+        header = ["server", "variant", "files", "bytes sent", "X-Pipdepot-View", "req/s", "p50 ms", "p99 ms"]
+        out += [
+            "### Page rates: the view beside the full pages (wrk, warm cache)",
+            "",
+            table(header, rows),
+            "",
+        ]
+    installs = dig(parts, "installs", "results") or {}
+    lat_rows = []
+    for kind in ("pipdepot", VIEW, "nginx", "devpi", "proxpi", "direct"):
+        lat = (
+            dig(installs, kind, "page_latency")
+            if kind == "direct"
+            else dig(installs, kind, "uv", "page_latency")
+        )
+        if lat:
+            lat_rows.append(
+                [
+                    NAMES[kind],
+                    num(lat["sum_ms"], 0),
+                    num(lat["median_ms"], 1),
+                    num(lat["max_ms"], 0),
+                    ", ".join(f"{n} {num(ms, 0)} ms" for n, ms in lat.get("slowest", [])),
+                    num(dig(installs, kind, "uv", "files_listed"), 0),
+                ]
+            )
+    if lat_rows:
+        header = ["server", "sum ms", "median ms", "max ms", "slowest", "files listed (JSON)"]
+        out += ["### The 42 pages one by one (keep-alive, uv's encodings)", "", table(header, lat_rows), ""]
+    return out
+
+
 SKELETON = """# Benchmarks
 
 pipdepot against devpi-server, proxpi, nginx serving pipdepot's own tree, and PyPI direct.
 Regenerate with `bench/run` (everything) or `bench/run report` (tables only).
 
 {block}
+
+{views}
 """
+
+
+def _replace(text: str, begin: str, end: str, block: str) -> str | None:
+    """``text`` with the block between ``begin`` and ``end`` replaced; None if the markers are missing."""
+    if begin not in text or end not in text:
+        return None
+    before, rest = text.split(begin, 1)
+    return before + block + rest.split(end, 1)[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -766,18 +1082,23 @@ def main(argv: list[str] | None = None) -> int:
     if not parts:
         print(f"no results in {args.results}")
         return 1
-    plotted = plot(parts, args.plot)
+    missing = [part for part in MAIN_PARTS if part not in parts]
+    plotted = not missing and plot(parts, args.plot)  # the plot belongs to the main tables
     plot_name = args.plot.name if plotted and args.plot.parent == args.doc.parent else None
     if plotted and plot_name is None:
         plot_name = str(args.plot)
-    block = render(parts, plot_name)
-    if args.doc.exists() and BEGIN in (text := args.doc.read_text()) and END in text:
-        before, rest = text.split(BEGIN, 1)
-        after = rest.split(END, 1)[1]
-        args.doc.write_text(before + block + after)
+    block, views = render(parts, plot_name), render_views(parts)
+    if args.doc.exists():
+        text = args.doc.read_text()
+        if missing:  # a partial run: the main tables stay those of the last complete run
+            print(f"main tables kept: the results have no {', '.join(missing)}")
+        else:
+            text = _replace(text, BEGIN, END, block) or f"{text}\n{block}\n"
+        text = _replace(text, VIEWS_BEGIN, VIEWS_END, views) or f"{text}\n{views}\n"
+        args.doc.write_text(text)
     else:
         args.doc.parent.mkdir(parents=True, exist_ok=True)
-        args.doc.write_text(SKELETON.format(block=block))
+        args.doc.write_text(SKELETON.format(block=block, views=views))
     print(f"wrote {args.doc}" + (f" and {args.plot}" if plotted else " (no matplotlib: no plot)"))
     return 0
 

@@ -84,6 +84,7 @@ def page_info(url: str, headers: dict[str, str]) -> Json:
         "content_encoding": got.get("content-encoding"),
         "bytes_sent": len(body),
         "cache": got.get("x-pipdepot-cache"),
+        "view": got.get("x-pipdepot-view"),
     }
     if status == 200:
         text = decoded(got, body)

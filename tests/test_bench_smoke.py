@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-PARTS = ("pages", "files", "startup", "installs", "offline")
+PARTS = ("pages", "files", "startup", "installs", "offline", "ipa")
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def read(results: Path, part: str) -> dict[str, Any]:
     assert document["command"].startswith("bench/run ")
     assert {"nproc", "ram_gib", "kernel", "python"} <= set(document["machine"])
     assert document["versions"]["pipdepot"]
-    assert set(document["results"]) >= {"pipdepot"} or part == "offline"
+    assert set(document["results"]) >= {"pipdepot"} or part in {"offline", "ipa"}
     return document
 
 
@@ -64,7 +64,7 @@ def test_bench_smoke_run(tmp_path: Path, upstream: FakeUpstream) -> None:
         "report",
         "--smoke",
         "--contenders",
-        "pipdepot",
+        "pipdepot,pipdepot-view",
         "--upstream",
         upstream.url,
         "--work",
@@ -72,6 +72,8 @@ def test_bench_smoke_run(tmp_path: Path, upstream: FakeUpstream) -> None:
         "--results",
         str(results),
         "--requirements",
+        str(requirements),
+        "--ipa-requirements",
         str(requirements),
         "--small-project",
         "tiny-small",
@@ -84,6 +86,8 @@ def test_bench_smoke_run(tmp_path: Path, upstream: FakeUpstream) -> None:
         "--tools-python",
         sys.executable,
         "--pipdepot-python",
+        sys.executable,
+        "--bookworm-pip-python",
         sys.executable,
         "--doc",
         str(doc),
@@ -126,14 +130,7 @@ def test_bench_smoke_run(tmp_path: Path, upstream: FakeUpstream) -> None:
     assert 0 < startup["ready_s_median"] < 30
     assert startup["uncached_pages"][0]["status"] == 200
 
-    installs = read(results, "installs")["results"]["pipdepot"]
-    for client in ("pip", "uv"):
-        assert installs[client]["cold"]["rc"] == 0, installs[client]["cold"]
-        assert len(installs[client]["cold_runs"]) == 1  # --smoke: one round
-        assert installs[client]["warm_median"] > 0
-        assert installs[client]["same_tree"]["warm_median"] > 0  # --offline: the pages nginx serves
-    assert installs["uv"]["page_latency"]["pages"] == 2
-    assert installs["uv"]["page_latency"]["statuses"] == [200]
+    check_views(results)
 
     offline = read(results, "offline")["results"]
     assert set(offline) == {"pipdepot dead-upstream-ttl0", "pipdepot offline"}
@@ -144,4 +141,37 @@ def test_bench_smoke_run(tmp_path: Path, upstream: FakeUpstream) -> None:
     text = doc.read_text()
     assert "### Main comparison" in text
     assert "### Issue 5 targets" in text
+    assert "### Issue 17 goals" in text
     assert "tiny-small" in text
+
+
+def check_views(results: Path) -> None:
+    """Issue 17's part of the run: the target view as a contender, three clients, the ipa part."""
+    view_pages = read(results, "pages")["results"]["pipdepot-view"]
+    for variant in view_pages["variants"].values():
+        assert variant["req_s"] > 0
+        assert variant["page"]["view"] != "none"  # pip's User-Agent named its target
+
+    installs = read(results, "installs")["results"]
+    for client in ("pip", "pip-bookworm", "uv"):
+        for kind in ("pipdepot", "pipdepot-view"):
+            entry = installs[kind][client]
+            assert entry["cold"]["rc"] == 0, entry["cold"]
+            assert len(entry["cold_runs"]) == 1  # --smoke: one round
+            assert entry["warm_median"] > 0
+        assert installs["pipdepot"][client]["same_tree"]["warm_median"] > 0  # --offline: nginx's pages
+        view = installs["pipdepot-view"][client]
+        assert view["view"].startswith("cp3"), view  # the client's User-Agent read, not the full page
+        assert len(view["vs_pipdepot"]["runs"]) == 1
+    for kind in ("pipdepot", "pipdepot-view"):
+        assert installs[kind]["uv"]["page_latency"]["pages"] == 2
+        assert installs[kind]["uv"]["page_latency"]["statuses"] == [200]
+        assert installs[kind]["uv"]["files_listed"] == 3
+    assert installs["pipdepot-view"]["uv"]["page_latency"]["views"] == [
+        installs["pipdepot-view"]["uv"]["view"]
+    ]
+
+    ipa = read(results, "ipa")["results"]
+    for way in ("serve", "view", "offline", "file"):
+        assert ipa[way]["median"] > 0, ipa[way]
+        assert len(ipa[way]["vs_file"]["runs"]) == 1

@@ -14,7 +14,7 @@ import urllib.parse
 from typing import TYPE_CHECKING
 
 from common import Json, log, run
-from contenders import make_server
+from contenders import SERVERS, make_server
 from warm import ensure_warm
 from web import fetch, find_file
 from wrk import wrk
@@ -38,7 +38,7 @@ def part_files(b: Bench) -> Json:
     servers: dict[str, Server] = {}
     urls: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
-        for kind in (k for k in b.contenders if k != "direct"):
+        for kind in (k for k in b.contenders if k in SERVERS):
             try:
                 data = ensure_warm(b, "pipdepot" if kind == "nginx" else kind)
                 servers[kind] = stack.enter_context(make_server(b, kind, data, tag="-files").start())

@@ -17,24 +17,31 @@ blocks taken minutes apart mostly a measure of the drift. So, per client:
 
 Each pipdepot run is compared with its partner in the same round (``vs_nginx``, ``vs_direct``), and
 the targets read the median of those paired ratios.
+
+pipdepot's target view (``pipdepot-view``, issue 17) is pipdepot at ``/+auto/simple/``: cold, a
+fresh pipdepot of its own in the cold rounds; warm, the very server pipdepot's warm runs use, so the
+two differ only in the pages' path. Every client's User-Agent is caught once and the view pipdepot
+picks for it recorded (``agent``, ``view``): a view of ``none`` would be the full page.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import shutil
 import statistics
 import time
 import urllib.parse
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from clients import install
+from clients import install, user_agent
 from common import cpu_seconds, log
-from contenders import devpi_init, make_server
+from contenders import VIEW, VIEW_INDEX, devpi_init, make_server
 from server import kill_leftovers
 from warm import ensure_warm
-from web import PIP_ACCEPT
+from web import JSON_ACCEPT, PIP_ACCEPT, decoded, fetch
 
 from parts.profiling import profile_pip_install
 
@@ -51,10 +58,26 @@ if TYPE_CHECKING:
     from server import Server
 
 
+@dataclass
+class Warm:
+    """A warm contender in the rounds: its server, its results entry and the index path it installs from."""
+
+    server: Server
+    entry: Json
+    index: str
+    #: Headers a harness request sends to get the page this contender's client gets (the view: its UA).
+    headers: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        """The index URL the clients are given."""
+        return self.server.base + self.index
+
+
 def part_installs(b: Bench) -> Json:
     """Per client: cold rounds (direct and pipdepot paired), then interleaved warm rounds."""
     out: Json = {kind: {} for kind in b.contenders}
-    for client in ("pip", "uv"):
+    for client in b.clients:
         try:
             client_rounds(b, client, out)
         except Exception as exc:  # noqa: BLE001 (the other client's rounds still count)
@@ -73,57 +96,74 @@ def client_rounds(b: Bench, client: str, out: Json) -> None:
     entries: Json = {kind: {} for kind in b.contenders}
     for kind, entry in entries.items():
         out[kind][client] = entry
+    agent = {"User-Agent": user_agent(b, client)} if VIEW in entries else {}
     with contextlib.ExitStack() as stack:
-        warm = cold_servers(b, client, entries, stack)
+        warm = cold_servers(b, client, entries, stack, agent)
         if "nginx" in entries or "pipdepot" in entries:
             warm |= tree_servers(b, client, entries, stack)
+        if VIEW in warm:
+            entries[VIEW]["agent"] = agent["User-Agent"]
+            entries[VIEW]["view"] = view_of(warm[VIEW], b.names[0])
         warm_rounds(b, client, warm)
-        if client == "pip" and b.profile:
-            profile_pip(b, warm, entries)
+        if client != "uv" and b.profile:
+            profile_pip(b, client, warm, entries)
         if client == "uv":
-            for kind, (server, entry) in warm.items():
+            for kind, each in warm.items():
                 if kind != SAME_TREE:
-                    entry["page_latency"] = page_latency(b, server.base + server.index)
-    for server, entry in warm.values():
-        entry["rss"] = server.rss
+                    each.entry["page_latency"] = page_latency(b, each.url, each.headers)
+                    each.entry["files_listed"] = files_listed(b, each.url, each.headers)
+    for each in warm.values():
+        each.entry["rss"] = each.server.rss
     pair(entries)
 
 
 def cold_servers(
-    b: Bench, client: str, entries: Json, stack: contextlib.ExitStack
-) -> dict[str, tuple[Server, Json]]:
-    """The cold installs of every contender that has them; their servers, filled, for the warm rounds."""
-    warm: dict[str, tuple[Server, Json]] = {}
-    if "pipdepot" in entries or "direct" in entries:
-        server = cold_rounds(b, client, entries, stack)
-        if server is not None:
-            warm["pipdepot"] = (server, entries["pipdepot"])
+    b: Bench, client: str, entries: Json, stack: contextlib.ExitStack, agent: dict[str, str]
+) -> dict[str, Warm]:
+    """The cold installs of every contender that has them; their servers, filled, for the warm rounds.
+
+    The view's warm runs go through pipdepot's own warm server when pipdepot is measured too.
+    """
+    warm: dict[str, Warm] = {}
+    if {"pipdepot", VIEW, "direct"} & set(entries):
+        kept = cold_rounds(b, client, entries, stack)
+        if "pipdepot" in kept:
+            warm["pipdepot"] = Warm(kept["pipdepot"], entries["pipdepot"], "/simple/", {})
+        server = kept.get("pipdepot") or kept.get(VIEW)
+        if VIEW in entries and server is not None:
+            warm[VIEW] = Warm(server, entries[VIEW], VIEW_INDEX, agent)
     for kind in ("devpi", "proxpi"):
         if kind in entries:
             server = start_cold(b, kind, client, entries[kind], stack)
             if server is not None:
                 entries[kind]["cold"] = install(b, client, server.base + server.index)
-                warm[kind] = (server, entries[kind])
+                warm[kind] = Warm(server, entries[kind], server.index, {})
     return warm
 
 
-def tree_servers(
-    b: Bench, client: str, entries: Json, stack: contextlib.ExitStack
-) -> dict[str, tuple[Server, Json]]:
+def tree_servers(b: Bench, client: str, entries: Json, stack: contextlib.ExitStack) -> dict[str, Warm]:
     """nginx and pipdepot ``--offline`` over the same warm tree."""
     tree = ensure_warm(b, "pipdepot")
-    warm: dict[str, tuple[Server, Json]] = {}
+    warm: dict[str, Warm] = {}
     if "pipdepot" in entries:
         same: Json = {}
         entries["pipdepot"]["same_tree"] = same
         server = start(b, "pipdepot", tree, same, stack, mode="offline", tag=f"-{client}-same-tree")
         if server is not None:
-            warm[SAME_TREE] = (server, same)
+            warm[SAME_TREE] = Warm(server, same, server.index, {})
     if "nginx" in entries:
         server = start(b, "nginx", tree, entries["nginx"], stack, tag=f"-{client}")
         if server is not None:
-            warm["nginx"] = (server, entries["nginx"])
+            warm["nginx"] = Warm(server, entries["nginx"], server.index, {})
     return warm
+
+
+def view_of(each: Warm, project: str) -> str | None:
+    """The view pipdepot picks for this client's User-Agent (``X-Pipdepot-View``; ``none``: the full page)."""
+    _, headers, _ = fetch(f"{each.url}{project}/", {"Accept": PIP_ACCEPT, **each.headers})
+    view = headers.get("x-pipdepot-view")
+    log(f"{each.headers.get('User-Agent', '')[:60]}...: view {view}")
+    return view
 
 
 def start(
@@ -149,23 +189,25 @@ def start_cold(b: Bench, kind: str, client: str, entry: Json, stack: contextlib.
     return start(b, kind, data, entry, stack, tag=f"-{client}")
 
 
-def cold_rounds(b: Bench, client: str, entries: Json, stack: contextlib.ExitStack) -> Server | None:
-    """PyPI direct and pipdepot-from-empty side by side, ``repeats`` times; the last pipdepot is kept.
+def cold_rounds(b: Bench, client: str, entries: Json, stack: contextlib.ExitStack) -> dict[str, Server]:
+    """PyPI direct, pipdepot-from-empty and its view side by side, ``repeats`` times, the order rotated.
 
     Each pipdepot round starts a fresh server on an empty data dir; all but the last are stopped
-    after their install (their peak RSS kept), the last one goes on to the warm rounds.
+    after their install (their peak RSS kept), the last one goes on to the warm rounds (the view's
+    only when pipdepot's is not measured: then the view's warm runs use pipdepot's).
     """
-    kinds = [k for k in ("direct", "pipdepot") if k in entries]
+    kinds = [k for k in ("direct", "pipdepot", VIEW) if k in entries]
     for kind in kinds:
         entries[kind]["cold_runs"] = []
-    kept: Server | None = None
+    kept: dict[str, Server] = {}
     failed = False
     for round_ in range(b.repeats):
-        for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
+        shift = round_ % len(kinds)
+        for kind in kinds[shift:] + kinds[:shift]:
             if kind == "direct":
                 entries[kind]["cold_runs"].append(install(b, client, None))
                 continue
-            last = round_ == b.repeats - 1
+            last = round_ == b.repeats - 1 and (kind == "pipdepot" or "pipdepot" not in kinds)
             with contextlib.ExitStack() as this_round:
                 server = start_cold(b, kind, client, entries[kind], stack if last else this_round)
                 if server is None:  # the error is in the entry; the runs so far still count
@@ -173,7 +215,7 @@ def cold_rounds(b: Bench, client: str, entries: Json, stack: contextlib.ExitStac
                     break
                 entries[kind]["cold_runs"].append(install(b, client, server.base + server.index))
             if last:
-                kept = server
+                kept[kind] = server
             else:
                 entries[kind].setdefault("cold_rss", []).append(server.rss)
         if failed:
@@ -184,36 +226,38 @@ def cold_rounds(b: Bench, client: str, entries: Json, stack: contextlib.ExitStac
     return kept
 
 
-def warm_rounds(b: Bench, client: str, warm: dict[str, tuple[Server, Json]]) -> None:
+def warm_rounds(b: Bench, client: str, warm: dict[str, Warm]) -> None:
     """One install through every warm server per round, the order rotated each round.
 
     Each run also records the CPU seconds the server's processes used during it: the server's
     share of two CPUs it splits with the client.
     """
     order = list(warm)
-    for entry in (entry for _, entry in warm.values()):
-        entry["warm_runs"] = []
+    for each in warm.values():
+        each.entry["warm_runs"] = []
     for round_ in range(b.repeats):
         shift = round_ % len(order) if order else 0
         for kind in order[shift:] + order[:shift]:
-            server, entry = warm[kind]
+            server, entry = warm[kind].server, warm[kind].entry
             before = cpu_seconds(server.process.pid) if server.process else 0.0
-            run = install(b, client, server.base + server.index)
+            run = install(b, client, warm[kind].url)
             if server.process:
                 run["server_cpu_s"] = round(cpu_seconds(server.process.pid) - before, 3)
             entry["warm_runs"].append(run)
-    for _, entry in warm.values():
-        ok = [r["seconds"] for r in entry["warm_runs"] if r["rc"] == 0]
-        entry["warm_median"] = statistics.median(ok) if ok and len(ok) == len(entry["warm_runs"]) else None
+    for each in warm.values():
+        ok = [r["seconds"] for r in each.entry["warm_runs"] if r["rc"] == 0]
+        complete = ok and len(ok) == len(each.entry["warm_runs"])
+        each.entry["warm_median"] = statistics.median(ok) if complete else None
 
 
-def profile_pip(b: Bench, warm: dict[str, tuple[Server, Json]], entries: Json) -> None:
-    """One more warm pip install through pipdepot and through nginx, under py-spy: where a gap goes."""
-    if "pipdepot" not in warm or "nginx" not in warm:
+def profile_pip(b: Bench, client: str, warm: dict[str, Warm], entries: Json) -> None:
+    """One more warm pip install through pipdepot, its view and nginx, under py-spy: where a gap goes."""
+    kinds = [kind for kind in ("pipdepot", VIEW, "nginx") if kind in warm]
+    if "nginx" not in kinds or len(kinds) < 2:
         return
-    entries["pipdepot"]["client_profile"] = {
-        kind: profile_pip_install(b, warm[kind][0].base + warm[kind][0].index, kind)
-        for kind in ("pipdepot", "nginx")
+    owner = "pipdepot" if "pipdepot" in entries else VIEW
+    entries[owner]["client_profile"] = {
+        kind: profile_pip_install(b, warm[kind].url, f"{client}-{kind}", client=client) for kind in kinds
     }
 
 
@@ -230,15 +274,19 @@ def summarize(runs: list[Json]) -> Json:
 
 
 def pair(entries: Json) -> None:
-    """pipdepot's runs over their partners' of the same round: the ratios the targets read."""
-    pd = entries.get("pipdepot")
-    if not pd:
-        return
-    partners = (
-        (pd, "warm_runs", entries.get("nginx"), "warm_runs", "vs_nginx"),
-        (pd.get("same_tree"), "warm_runs", entries.get("nginx"), "warm_runs", "vs_nginx"),
-        (pd, "cold_runs", entries.get("direct"), "cold_runs", "vs_direct"),
-    )
+    """pipdepot's and its view's runs over their partners' of the same round: the ratios the targets read."""
+    partners: list[tuple[Json | None, str, Json | None, str, str]] = []
+    for kind in ("pipdepot", VIEW):
+        mine = entries.get(kind)
+        if not mine:
+            continue
+        others = [other for other in ("nginx", "devpi", "proxpi", "pipdepot") if other != kind]
+        partners += [(mine, "warm_runs", entries.get(other), "warm_runs", f"vs_{other}") for other in others]
+        partners.append((mine, "cold_runs", entries.get("direct"), "cold_runs", "vs_direct"))
+    if "pipdepot" in entries:
+        partners.append(
+            (entries["pipdepot"].get("same_tree"), "warm_runs", entries.get("nginx"), "warm_runs", "vs_nginx")
+        )
     for mine, runs, theirs, their_runs, key in partners:
         if not mine or not theirs or runs not in mine or their_runs not in theirs:
             continue
@@ -251,7 +299,7 @@ def pair(entries: Json) -> None:
         mine[key] = {"runs": ratios, "median": statistics.median(ratios) if complete and ratios else None}
 
 
-def page_latency(b: Bench, index: str) -> Json:
+def page_latency(b: Bench, index: str, headers: dict[str, str] | None = None) -> Json:
     """The index part of a warm install: every project page of the set, one after another, keep-alive.
 
     Measured on the instance uv warmed, with the encodings uv accepts: pipdepot keeps a large page
@@ -263,16 +311,17 @@ def page_latency(b: Bench, index: str) -> Json:
     conn = cls(parts.netloc, timeout=120)
     times: dict[str, float] = {}
     statuses: set[int] = set()
+    views: set[str] = set()
+    sent = {"Accept": PIP_ACCEPT, "Accept-Encoding": UV_ENCODINGS, **(headers or {})}
     try:
         for name in b.names:
             begin = time.perf_counter()
-            conn.request(
-                "GET", f"{parts.path}{name}/", headers={"Accept": PIP_ACCEPT, "Accept-Encoding": UV_ENCODINGS}
-            )
+            conn.request("GET", f"{parts.path}{name}/", headers=sent)
             response = conn.getresponse()
             response.read()
             times[name] = round((time.perf_counter() - begin) * 1000, 2)
             statuses.add(response.status)
+            views.add(response.getheader("X-Pipdepot-View") or "-")
     finally:
         conn.close()
     slowest = sorted(times.items(), key=lambda kv: -kv[1])[:3]
@@ -282,5 +331,19 @@ def page_latency(b: Bench, index: str) -> Json:
         "max_ms": max(times.values()),
         "slowest": slowest,
         "statuses": sorted(statuses),
+        "views": sorted(views),
         "pages": len(times),
     }
+
+
+def files_listed(b: Bench, index: str, headers: dict[str, str]) -> int | None:
+    """How many files the set's pages list in all (JSON, as pip prefers it); None if a page has none."""
+    total = 0
+    for name in b.names:
+        status, got, body = fetch(
+            f"{index}{name}/", {"Accept": JSON_ACCEPT, "Accept-Encoding": "gzip", **headers}
+        )
+        if status != 200 or "json" not in got.get("content-type", ""):
+            return None
+        total += len(json.loads(decoded(got, body))["files"])
+    return total

@@ -5,6 +5,8 @@ contender serves the small (~250 files) and the large (~4400 files) page from it
 serves upstream's own HTML and JSON of the same pages saved as static files, the ceiling for a
 server that does no work per request, plus pipdepot's mirror tree. pipdepot also gets its large page
 rendered cold (``cold_render.py``) and, with ``--profile``, py-spy under the load (``profiling.py``).
+pipdepot's target view is loaded the same way, at ``/+auto/simple/`` with pip's own User-Agent (so
+the page is the one pip gets), on pipdepot's warm data.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import gzip
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clients import user_agent
 from common import Json, log
-from contenders import make_server
+from contenders import VIEW, data_of, make_server
 from warm import ensure_warm
 from web import HTML_ACCEPT, JSON_ACCEPT, decoded, fetch, page_info
 from wrk import wrk
@@ -39,15 +42,15 @@ def part_pages(b: Bench) -> Json:
 
 def pages_of(b: Bench, kind: str) -> Json:
     """The pages part for one contender."""
+    data = ensure_warm(b, data_of(kind))
     if kind == "nginx":
-        data = ensure_warm(b, "pipdepot")
         save_upstream_pages(b)
-    else:
-        data = ensure_warm(b, kind)
     entry: Json = {"variants": {}}
+    agent = {"User-Agent": user_agent(b, "pip")} if kind == VIEW else {}
     with make_server(b, kind, data, tag="-pages").start() as server:
         entry["ready_s"] = server.ready_s
-        for variant, url, headers in page_targets(b, kind, server):
+        for variant, url, sent in page_targets(b, kind, server):
+            headers = {**sent, **agent}
             info = page_info(url, headers)  # primes in-memory caches (proxpi keeps its index in memory)
             info = page_info(url, headers)
             connections = 1 if variant.endswith("_c1") else b.wrk_connections

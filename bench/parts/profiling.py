@@ -67,7 +67,9 @@ PIP_PHASES = {
 }
 
 
-def profile_pip_install(b: Bench, index: str, label: str) -> Json:
+def profile_pip_install(
+    b: Bench, index: str, label: str, *, client: str = "pip", requirements: list[str] | None = None
+) -> Json:
     """One pip install under py-spy (its subprocesses too): the install, and samples per phase."""
     py_spy = b.tools().parent / "py-spy"
     target = b.results / "profiles"
@@ -75,7 +77,8 @@ def profile_pip_install(b: Bench, index: str, label: str) -> Json:
     raw = target / f"pip-install-{label}.txt"
     spy = [str(py_spy), "record", "--subprocesses", "--rate", "200", "--format", "raw"]
     spy += ["--output", str(raw), "--"]
-    result: Json = {"install": install(b, "pip", index, under=spy), "raw": str(raw)}
+    done = install(b, client, index, under=spy, requirements=requirements)
+    result: Json = {"install": done, "raw": str(raw)}
     if raw.exists():
         result["phases"] = inclusive_samples(raw, PIP_PHASES)
     return result

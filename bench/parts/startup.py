@@ -12,7 +12,7 @@ import statistics
 from typing import TYPE_CHECKING
 
 from common import Json, peak_rss
-from contenders import devpi_init, make_server
+from contenders import SERVERS, devpi_init, make_server
 from warm import ensure_warm
 from web import PIP_ACCEPT, page_info
 
@@ -26,7 +26,7 @@ def part_startup(b: Bench) -> Json:
     """Spawn to the first 200 on an empty data dir (3 times), and the first uncached pages."""
     out: Json = {}
     for kind in b.contenders:
-        if kind != "direct":
+        if kind in SERVERS:
             attempt(out, kind, lambda k=kind: startup_of(b, k))
     return out
 
