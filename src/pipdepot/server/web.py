@@ -23,25 +23,31 @@ from aiohttp.web_protocol import RequestHandler
 
 from pipdepot import __version__
 from pipdepot.core.names import normalize_project
-from pipdepot.core.project import PROVENANCE_SUFFIX
 from pipdepot.core.targets import InvalidTarget
 from pipdepot.errors import UpstreamError
 from pipdepot.server import jsonapi
-from pipdepot.server.pages import CONTENT_TYPES, choose_encoding, negotiate, page_files
+from pipdepot.server.fileroutes import FileRoutes
+from pipdepot.server.pages import choose_encoding, negotiate, page_files
+from pipdepot.server.responses import (
+    CACHE_HEADER,
+    PAGE_CACHE,
+    bad_gateway,
+    etags,
+    events,
+    not_acceptable,
+    redirect,
+    text,
+)
 from pipdepot.server.upload import UPLOAD_PATHS, bearer_secret
 from pipdepot.server.upstream import one_line
 from pipdepot.server.views import view_from_agent, view_named
-from pipdepot.storage.store import IntegrityError, StoreError
+from pipdepot.storage.store import StoreError
 
 if TYPE_CHECKING:
-    from aiohttp.abc import AbstractStreamWriter
     from aiohttp.web_request import BaseRequest
     from aiohttp.web_response import StreamResponse
 
-    from pipdepot.core.names import NormalizedName
-    from pipdepot.core.project import FileEntry
-    from pipdepot.server.download import Download
-    from pipdepot.server.mirror import FileHit, Mirror
+    from pipdepot.server.mirror import Mirror
     from pipdepot.server.pages import Encoding, RenderedPage
     from pipdepot.server.tokens import Tokens
     from pipdepot.server.upload import Uploads
@@ -50,14 +56,9 @@ if TYPE_CHECKING:
 __all__ = ["AccessLogger", "create_server"]
 
 logger = logging.getLogger("pipdepot.access")
-#: What went wrong with a request (a 502's cause, a bad request): lines of their own, with their time.
-events = logging.getLogger("pipdepot.http")
 
 _MAX_PATH = 1024
-_PAGE_CACHE = "max-age=60, public"
 _VARY = "Accept, Accept-Encoding"
-_FILE_CACHE = "max-age=365000000, immutable, public"
-_CACHE_HEADER = "X-Pipdepot-Cache"
 _VIEW_HEADER = "X-Pipdepot-View"
 _ACCESS_FLUSH_S = 0.1
 _ACCESS_BATCH = 1024
@@ -103,8 +104,8 @@ def create_server(  # noqa: PLR0913 (the server's wiring, by keyword)
             response = refused if refused is not None else await routes.dispatch(request)
         except StoreError as exc:  # an object store down or refusing: one line, and a status to retry on
             logger.warning("store unavailable: %s", exc)
-            response = _text(503, f"the mirror's store is unavailable: {exc}")
-        mirror.metrics.answered(response.headers.get(_CACHE_HEADER))  # as its access line says
+            response = text(503, f"the mirror's store is unavailable: {exc}")
+        mirror.metrics.answered(response.headers.get(CACHE_HEADER))  # as its access line says
         return response
 
     server = _Server(
@@ -206,7 +207,7 @@ class AccessLogger(AbstractAccessLogger):
         sent = response.body_length
         if isinstance(response, web.FileResponse) and request.method == "GET":
             sent = response.content_length or 0  # sendfile bypasses the byte count
-        cache = response.headers.get(_CACHE_HEADER, "-")
+        cache = response.headers.get(CACHE_HEADER, "-")
         line = f"{request.method} {request.path_qs} {response.status} {sent} {cache} {time * 1000:.1f}ms"
         _batch_of(self.logger).add(line)
 
@@ -268,17 +269,17 @@ def _refusal(request: BaseRequest) -> web.StreamResponse | None:
     """Refuse what could name a file outside the mirror, before anything else looks at it."""
     raw = request.rel_url.raw_path
     if len(raw) > _MAX_PATH:
-        return _text(414, "path too long")
+        return text(414, "path too long")
     lowered = raw.lower()
     if any(bad in lowered for bad in ("%2f", "%5c", "%00", "\\")) or "\0" in request.path:
-        return _text(400, "encoded slashes, backslashes and NUL are not allowed in paths")
+        return text(400, "encoded slashes, backslashes and NUL are not allowed in paths")
     if any(segment in {".", ".."} for segment in request.path.split("/")):
-        return _text(400, "'.' and '..' are not allowed in paths")
+        return text(400, "'.' and '..' are not allowed in paths")
     if request.method == "POST" and request.path in UPLOAD_PATHS:
         return None
     if request.method not in {"GET", "HEAD"}:
         where = ", ".join(sorted(UPLOAD_PATHS))
-        return _text(
+        return text(
             405, f"only GET and HEAD here; uploads are POSTed to {where}", headers={"Allow": "GET, HEAD"}
         )
     return None
@@ -289,6 +290,7 @@ class _Routes:
         self, mirror: Mirror, describe: dict[str, object], uploads: Uploads | None, readers: Tokens | None
     ) -> None:
         self.mirror = mirror
+        self.files = FileRoutes(mirror)
         self.describe = describe
         self.uploads = uploads
         self.readers = readers
@@ -300,7 +302,7 @@ class _Routes:
             return refused
         if request.method == "POST":
             if self.uploads is None:
-                return _text(403, "uploads are off on this server")
+                return text(403, "uploads are off on this server")
             return await self.uploads.handle(request)
         return await self.read(request)
 
@@ -309,13 +311,13 @@ class _Routes:
         if path in {"/", "/simple/"}:
             return await self.root(request)
         if path == "/simple":
-            return _redirect(request, "/simple/")
+            return redirect(request, "/simple/")
         if path.startswith(("/+target/", "/+auto/")):
             return await self.viewed(request, path)
         if path.startswith("/+"):
             return await self.operations(path)
         if path.startswith("/packages/") and path != "/packages/":
-            return await self.file(request, path)
+            return await self.files.file(request, path)
         if (api := jsonapi.parse_api_path(path)) is not None:
             return await self.json_api(request, api)
         prefix = "/simple/" if path.startswith("/simple/") else "/"
@@ -329,15 +331,15 @@ class _Routes:
         secret = bearer_secret(request.headers.get("Authorization", ""))
         if secret is None:
             challenge = {"WWW-Authenticate": 'Basic realm="pipdepot"'}
-            return _text(401, "this mirror needs a token: user __token__, the token as password", challenge)
+            return text(401, "this mirror needs a token: user __token__, the token as password", challenge)
         if await self.readers.check(secret) is None:
-            return _text(403, "invalid or revoked token")
+            return text(403, "invalid or revoked token")
         return None
 
     async def root(self, request: BaseRequest) -> web.StreamResponse:
         fmt = negotiate(request.headers.get("Accept"), _format_param(request))
         if fmt is None:
-            return _not_acceptable()
+            return not_acceptable()
         encoding = choose_encoding(request.headers.get("Accept-Encoding", ""))
         return self.page(request, await self.mirror.root_page(fmt, encoding), encoding, "hit")
 
@@ -351,12 +353,12 @@ class _Routes:
             try:
                 view = view_named(name)
             except InvalidTarget as exc:
-                return _text(404, f"no such target view: {exc}")
+                return text(404, f"no such target view: {exc}")
         base = f"/+{kind}/{name}/" if name else f"/+{kind}/"
         if rest in {"", "simple"}:
-            return _redirect(request, f"{base}simple/")
+            return redirect(request, f"{base}simple/")
         if not rest.startswith("simple/"):
-            return _text(404, f"a view's pages are under {base}simple/")
+            return text(404, f"a view's pages are under {base}simple/")
         if rest == "simple/":
             response = await self.root(request)
         elif (api := jsonapi.parse_api_path(f"/{rest}")) is not None:  # pip-tools asks <index>/<p>/json
@@ -372,19 +374,19 @@ class _Routes:
         typed = rest.removesuffix("/")
         name = normalize_project(typed)
         if name is None or "/" in typed:
-            return _text(404, "not a project name")
+            return text(404, "not a project name")
         if typed != name or not rest.endswith("/"):
-            return _redirect(request, f"{prefix}{name}/")
+            return redirect(request, f"{prefix}{name}/")
         fmt = negotiate(request.headers.get("Accept"), _format_param(request))
         if fmt is None:
-            return _not_acceptable()
+            return not_acceptable()
         encoding = choose_encoding(request.headers.get("Accept-Encoding", ""))
         try:
             found = await self.mirror.page(name, fmt, encoding, view)
         except UpstreamError as exc:
-            return _bad_gateway(f"upstream unavailable and {name} is not cached", exc)
+            return bad_gateway(f"upstream unavailable and {name} is not cached", exc)
         if found is None:
-            return _text(404, f"no project named {name}")
+            return text(404, f"no project named {name}")
         page, cache = found
         return self.page(request, page, encoding, cache)
 
@@ -392,19 +394,19 @@ class _Routes:
         """PyPI's JSON API for a project or one release, from what its page lists; nothing is downloaded."""
         name = normalize_project(api.typed)
         if name is None:
-            return _text(404, "not a project name")
+            return text(404, "not a project name")
         if api.typed != name:
-            return _redirect(request, api.path_for(name))
+            return redirect(request, api.path_for(name))
         try:
             result = await self.mirror.project(name)
         except UpstreamError as exc:
-            return _bad_gateway(f"upstream unavailable and {name} is not cached", exc)
+            return bad_gateway(f"upstream unavailable and {name} is not cached", exc)
         if result is None:
-            return _text(404, f"no project named {name}")
+            return text(404, f"no project named {name}")
         releases = jsonapi.releases_of(page_files(result.state, local_only=result.local_only))
         version = jsonapi.choose_version(releases, api.version)
         if version is None:
-            return _text(404, f"no release {api.version or ''} of {name}".replace("  ", " "))
+            return text(404, f"no release {api.version or ''} of {name}".replace("  ", " "))
         metadata, found = None, None
         for key in jsonapi.metadata_keys(releases[version]):  # stored ones only: never fetched for this
             if (metadata := await self.mirror.store.read(key)) is not None:
@@ -435,10 +437,10 @@ class _Routes:
         headers = {
             "Vary": "Accept, Accept-Encoding, User-Agent" if request.path.startswith("/+auto/") else _VARY,
             "ETag": etag,
-            "Cache-Control": _PAGE_CACHE,
-            _CACHE_HEADER: cache,
+            "Cache-Control": PAGE_CACHE,
+            CACHE_HEADER: cache,
         }
-        if etag in _etags(request.headers.get("If-None-Match", "")):
+        if etag in etags(request.headers.get("If-None-Match", "")):
             return web.Response(status=304, headers=headers)
         content_type = page.content_type + ("; charset=utf-8" if page.content_type == "text/html" else "")
         headers["Content-Type"] = content_type
@@ -447,147 +449,6 @@ class _Routes:
         body = page.body if encoding is None else page.encode(encoding)
         self.mirror.metrics.bytes_served += len(body) * (request.method == "GET")
         return web.Response(body=body, headers=headers)
-
-    async def file(self, request: BaseRequest, path: str) -> web.StreamResponse:
-        sibling = next((s for s in (".metadata", PROVENANCE_SUFFIX) if path.endswith(s)), "")
-        found = await self.mirror.find(path.removesuffix(sibling))
-        if found is None:
-            return _text(404, "no such file")
-        name, entry = found
-        if sibling == ".metadata":
-            return await self.metadata(name, entry)
-        if sibling:
-            return await self.provenance(entry)
-        hit = await self.mirror.local_file(name, entry)
-        if hit is not None:
-            return await self.send(request, hit, "hit")
-        return await self.uncached(request, path, name, entry)
-
-    async def uncached(  # noqa: PLR0911 (one answer per case)
-        self, request: BaseRequest, path: str, name: NormalizedName, entry: FileEntry
-    ) -> web.StreamResponse:
-        """A file not in the store: its size, a passed-through range, or the download as it runs."""
-        if self.mirror.offline:
-            return _text(404, "not cached, and offline")
-        size = entry.get("size")
-        if request.method == "HEAD" and isinstance(size, int):  # answered without fetching anything
-            return web.Response(headers={**_file_headers("miss"), "Content-Length": str(size)})
-        if "Range" in request.headers and not self.mirror.downloading(entry):
-            passed = await self.pass_range(request, entry)
-            if passed is not None:
-                return passed
-        download = self.mirror.download(name, entry)
-        if download is None:
-            return _text(404, "not available from this mirror")
-        if request.method == "HEAD" or "Range" in request.headers:
-            await download.done.wait()
-            hit = await self.mirror.local_file(name, entry)
-            if hit is None:
-                return _bad_gateway(f"download of {entry['filename']} failed", download.error)
-            return await self.send(request, hit, "miss")
-        return await self.stream(request, path, download)
-
-    async def pass_range(self, request: BaseRequest, entry: FileEntry) -> web.StreamResponse | None:
-        """A small Range of an uncached file, passed through from upstream (``pass``); not kept."""
-        if request.method != "GET" or "If-Range" in request.headers:
-            return None
-        try:
-            partial = await self.mirror.partial(entry, request.headers["Range"])
-        except UpstreamError as exc:
-            return _bad_gateway(f"upstream did not answer for {entry['filename']}", exc)
-        if partial is None:
-            return None
-        headers = {**_file_headers("pass"), "Content-Type": "application/octet-stream"}
-        if partial.content_range:
-            headers["Content-Range"] = partial.content_range
-        self.mirror.metrics.bytes_served += len(partial.body)
-        return web.Response(status=partial.status, body=partial.body, headers=headers)
-
-    async def stream(self, request: BaseRequest, path: str, download: Download) -> web.StreamResponse:
-        """Send a file while it downloads; cut the connection if it fails verification."""
-        response = web.StreamResponse(headers=_file_headers("miss"))
-        if download.size is not None:
-            response.content_length = download.size
-        await response.prepare(request)
-        try:
-            async for chunk in download.follow():
-                await response.write(chunk)
-                self.mirror.metrics.bytes_served += len(chunk)
-        except (UpstreamError, IntegrityError, OSError) as exc:
-            logger.warning("cut %s short: %s", path, exc)
-            if request.transport is not None:
-                request.transport.abort()
-            return response
-        await response.write_eof()
-        return response
-
-    async def metadata(self, name: NormalizedName, entry: FileEntry) -> web.StreamResponse:
-        cached = await self.mirror.metadata_cached(entry)
-        try:
-            data = await self.mirror.metadata(name, entry)
-        except (UpstreamError, IntegrityError) as exc:
-            return _bad_gateway(f"metadata of {entry['filename']} unavailable", exc)
-        if data is None:
-            return _text(404, "no metadata for this file")
-        headers = {**_file_headers("hit" if cached else "miss"), "Content-Type": "application/octet-stream"}
-        return web.Response(body=data, headers=headers)
-
-    async def provenance(self, entry: FileEntry) -> web.StreamResponse:
-        """A file's PEP 740 provenance, from the store (offline too) or fetched from upstream once."""
-        try:
-            found = await self.mirror.provenance(entry)
-        except UpstreamError as exc:
-            return _bad_gateway(f"provenance of {entry['filename']} unavailable", exc)
-        if found is None:
-            return _text(404, "no provenance for this file")
-        data, kept = found
-        self.mirror.metrics.bytes_served += len(data)
-        # not immutable, unlike the file: PEP 740 lets an index add attestations later
-        headers = {_CACHE_HEADER: "hit" if kept else "miss", "Cache-Control": _PAGE_CACHE}
-        return web.Response(body=data, headers=headers, content_type="application/json")
-
-    async def send(self, request: BaseRequest, hit: FileHit, cache: str) -> web.StreamResponse:
-        """A stored file, with Range and HEAD.
-
-        A local file goes by the OS's zero-copy path (sendfile, If-Range too); an object store's is streamed.
-        """
-        if hit.path is None:
-            return await self.send_stored(request, hit, cache)
-        self.mirror.metrics.bytes_served += hit.size * (request.method == "GET")
-        response = _FileResponse(hit.path, headers=_file_headers(cache))
-        response.content_type = "application/octet-stream"
-        return response
-
-    async def send_stored(self, request: BaseRequest, hit: FileHit, cache: str) -> web.StreamResponse:
-        """Stream a file of an object store: whole, or one ``Range`` (an ``If-Range`` gets it whole)."""
-        headers = {**_file_headers(cache), "Content-Type": "application/octet-stream"}
-        start, end, status = 0, hit.size, 200
-        if "Range" in request.headers and "If-Range" not in request.headers:
-            try:
-                wanted = request.http_range
-            except ValueError:
-                wanted = slice(None, None)
-            start, end, _ = wanted.indices(hit.size)
-            if start >= end:
-                return web.Response(status=416, headers={"Content-Range": f"bytes */{hit.size}"})
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{hit.size}"
-        headers["Content-Length"] = str(end - start)
-        response = web.StreamResponse(status=status, headers=headers)
-        await response.prepare(request)
-        if request.method == "HEAD":
-            return response
-        try:
-            async for chunk in self.mirror.store.stream(hit.key, start, end):
-                await response.write(chunk)
-                self.mirror.metrics.bytes_served += len(chunk)
-        except OSError as exc:
-            logger.warning("cut %s short: %s", hit.key, exc)
-            if request.transport is not None:
-                request.transport.abort()
-            return response
-        await response.write_eof()
-        return response
 
     async def operations(self, path: str) -> web.StreamResponse:
         metrics = self.mirror.metrics
@@ -601,59 +462,10 @@ class _Routes:
         if path == "/+status":
             body = {"version": __version__, **self.describe, "metrics": metrics.as_dict()}
             return web.json_response(body, dumps=lambda data: json.dumps(data, indent=1))
-        return _text(404, "no such endpoint")
-
-
-class _FileResponse(web.FileResponse):
-    """aiohttp's file response, plus If-Range by entity tag (aiohttp compares it only as a date)."""
-
-    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
-        """Drop Range when If-Range names another version; drop If-Range when it names this one."""
-        if_range = request.headers.get("If-Range", "")
-        if if_range.startswith(('"', "W/")):
-            stat = self._path.stat()
-            ours = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
-            drop = "if-range" if if_range == ours else "range"
-            request = request.clone(headers={k: v for k, v in request.headers.items() if k.lower() != drop})
-        return await super().prepare(request)
+        return text(404, "no such endpoint")
 
 
 def _format_param(request: BaseRequest) -> str | None:
     """``?format=``, with the ``+`` of media types that form-decoding turned into a space."""
     value = request.query.get("format")
     return None if value is None else value.replace(" ", "+")
-
-
-def _file_headers(cache: str) -> dict[str, str]:
-    return {"Cache-Control": _FILE_CACHE, "Accept-Ranges": "bytes", _CACHE_HEADER: cache}
-
-
-def _etags(header: str) -> set[str]:
-    return {tag.strip() for tag in header.split(",") if tag.strip()}
-
-
-def _redirect(request: BaseRequest, location: str) -> web.StreamResponse:
-    """A 301 keeping the query as sent: decoded, a ``%00`` or ``%0A`` in it broke the header (a traceback)."""
-    raw = request.rel_url.raw_query_string
-    query = f"?{raw}" if raw else ""
-    return web.Response(status=301, headers={"Location": location + query})
-
-
-def _not_acceptable() -> web.StreamResponse:
-    offered = ", ".join(CONTENT_TYPES.values())
-    return _text(406, f"none of the offered types is acceptable: {offered}")
-
-
-def _text(status: int, message: str, headers: dict[str, str] | None = None) -> web.StreamResponse:
-    return web.Response(status=status, text=message + "\n", headers=headers)
-
-
-def _bad_gateway(what: str, cause: BaseException | None) -> web.StreamResponse:
-    """A 502 that says what failed, in one line: in the body, the log, and the reason phrase.
-
-    pip hides a 502's body ("from versions: none") but shows the reason phrase with ``-v``.
-    """
-    reason = one_line(f"{what}: {cause}" if cause is not None else what, 300)
-    events.warning("502: %s", reason)
-    short = one_line(str(cause) if cause is not None else what, 150)
-    return web.Response(status=502, reason=f"Bad Gateway ({short})", text=reason + "\n")
