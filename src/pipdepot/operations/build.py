@@ -12,10 +12,8 @@ removed whatever happens, and the builder's exit status is pipdepot's.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import urllib.error
@@ -40,9 +38,10 @@ from pipdepot.element.container import (
 from pipdepot.element.plan import LOCAL_MIRROR_URL, MOUNT_POINT, MirrorState
 from pipdepot.element.roottarget import RootTarget, read_root_target
 from pipdepot.errors import BuildRootError, ConfigError, MirrorError, UsageError
+from pipdepot.operations.chroot import handling_signals
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Mapping
     from types import FrameType
 
     from pipdepot.element.plan import MirrorPlan
@@ -50,7 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BuildResult", "check_build", "read_base_target", "run_build"]
 
-_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: The history line of the last layer (it names neither pipdepot nor the mirror).
 _CREATED_BY = "remove empty mount points left by the build"
 #: Seconds to wait for a mirror's answer before the build starts.
@@ -157,7 +155,7 @@ def run_build(
         raise _Interrupted(signum)  # before or after the builder: stop, and clean up
 
     directory = Path(tempfile.mkdtemp(prefix="pipdepot-build-"))
-    with _signals(forward):
+    with handling_signals(forward):
         try:
             argv, iidfile = _command_line(report, command, directory, env, offline=offline)
             children.append(subprocess.Popen(argv, env=env))
@@ -237,16 +235,6 @@ def _without_network(command: BuilderCommand, argv: list[str], env: dict[str, st
     if unshare is None:
         raise UsageError("an offline build with --isolation chroot needs util-linux's unshare")
     return [unshare, "--net", "--", *argv]
-
-
-@contextlib.contextmanager
-def _signals(handler: signal._HANDLER) -> Iterator[None]:
-    previous = {signum: signal.signal(signum, handler) for signum in _FORWARDED}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def _buildah(command: BuilderCommand) -> list[str]:

@@ -22,11 +22,12 @@ if TYPE_CHECKING:
 
     from pipdepot.operations.plan import PlanReport
 
-__all__ = ["clean_environment", "run_in_root"]
+__all__ = ["FORWARDED", "clean_environment", "handling_signals", "run_in_root"]
 
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _HOST_RESOLV_CONF = Path("/etc/resolv.conf")
-_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: The signals a command run in a root (or a build) gets passed on, not pipdepot.
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def __dir__() -> list[str]:
@@ -78,7 +79,7 @@ def run_in_root(
             raise _Interrupted(signum)
         child.send_signal(signum)
 
-    with _signals(forward):
+    with handling_signals(forward):
         try:
             resolv = _HOST_RESOLV_CONF.read_bytes() if online and _HOST_RESOLV_CONF.is_file() else None
             inject(report, system_mounts=True, resolv_conf=resolv, force=force)
@@ -88,7 +89,7 @@ def run_in_root(
                 )
                 status = child.wait()
             finally:
-                with _signals(lambda _signum, _frame: None):
+                with handling_signals(lambda _signum, _frame: None):
                     restore(report.root, force=True)
         except _Interrupted as interrupted:
             return 128 + interrupted.signum
@@ -96,8 +97,9 @@ def run_in_root(
 
 
 @contextlib.contextmanager
-def _signals(handler: signal._HANDLER) -> Iterator[None]:
-    previous = {signum: signal.signal(signum, handler) for signum in _FORWARDED}
+def handling_signals(handler: signal._HANDLER) -> Iterator[None]:
+    """``handler`` for the :data:`FORWARDED` signals while the block runs; the previous ones after."""
+    previous = {signum: signal.signal(signum, handler) for signum in FORWARDED}
     try:
         yield
     finally:
