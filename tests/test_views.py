@@ -51,6 +51,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeUpstream]
     server.add(build_wheel(directory, "multi", "0.9"), yanked="bad")
     minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
     server.add(build_wheel(directory, "micro", "1.0"))
+    server.add(build_wheel(directory, "micro", "1.5"), requires_python=">=3.8, <4")
     server.add(build_wheel(directory, "micro", "2.0"), requires_python=f">={minor}.5")
     yield server.start()
     server.stop()
@@ -174,9 +175,27 @@ def test_a_views_pages_do_not_depend_on_which_client_asked_first(depot: Depot) -
         )
         assert status == 200
         assert headers["X-Pipdepot-View"] == VIEW
-        assert json.loads(body)["versions"] == ["1.0", "2.0"], python
+        assert json.loads(body)["versions"] == ["1.0", "1.5", "2.0"], python
     _, _, body = get(f"{depot.url}/+target/{VIEW}/simple/micro/", {"Accept": JSON})
-    assert json.loads(body)["versions"] == ["1.0", "2.0"]
+    assert json.loads(body)["versions"] == ["1.0", "1.5", "2.0"]
+
+
+def test_a_view_leaves_out_a_requires_python_every_micro_version_meets(depot: Depot) -> None:
+    """pip before 24 parses each file's Requires-Python anew: one the target always meets is dropped."""
+    minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    _, _, body = get(f"{depot.url}/simple/micro/", {"Accept": JSON})
+    full = {f["filename"]: f.get("requires-python") for f in json.loads(body)["files"]}
+    assert full == {
+        "micro-1.0-py3-none-any.whl": None,
+        "micro-1.5-py3-none-any.whl": ">=3.8, <4",
+        "micro-2.0-py3-none-any.whl": f">={minor}.5",
+    }
+    _, _, body = get(f"{depot.url}/+target/{VIEW}/simple/micro/", {"Accept": JSON})
+    view = {f["filename"]: f.get("requires-python") for f in json.loads(body)["files"]}
+    assert view == {**full, "micro-1.5-py3-none-any.whl": None}  # 2.0's is kept: not every 3.x.N meets it
+    _, _, html = get(f"{depot.url}/+target/{VIEW}/simple/micro/", {"Accept": "text/html"})
+    assert html.count(b"data-requires-python") == 1
+    assert html.count(b"<a ") == 3
 
 
 def test_pip_and_uv_install_through_the_views(depot: Depot, tmp_path: Path) -> None:
