@@ -481,6 +481,55 @@ def test_each_pin_lists_a_pin_whose_old_sdist_no_longer_builds(
     assert "each pin: 40 of 41 (pin, target) resolved" in result.stdout
 
 
+def test_check_names_an_sdist_that_does_not_build_as_such_not_as_missing(
+    run_pipdepot: PipdepotRunner,
+    real_wheels: dict[str, Path],
+    stop_after: list[FakeUpstream],
+    tmp_path: Path,
+) -> None:
+    """OpenStack's 2018 pins (cryptography 2.1.4, numpy 1.14.0) have wheels for old Pythons only and
+    an sdist whose setup.py imports ``pkg_resources``, gone from setuptools 81. Online, uv resolves
+    them from the old wheels' metadata and sync mirrors the sdist; offline, the sdist's backend
+    fails. That is not something missing: every file is there, and the install fails online too."""
+    dist = tmp_path / "dist"
+    upstream = FakeUpstream(with_metadata=True)
+    stop_after.append(upstream)
+    fails = "raise SystemExit(\"ModuleNotFoundError: No module named 'pkg_resources'\")\n"
+    serve(
+        upstream,
+        dist,
+        build_setuptools_sdist(dist, "oldcrypto", "2.1.4", setup_py=fails),
+        build_wheel(dist, "oldcrypto", "2.1.4", tag="cp27-cp27mu-manylinux1_x86_64"),
+        real_wheels["setuptools-80.9.0-py3-none-any.whl"],
+        real_wheels["wheel-0.45.1-py3-none-any.whl"],
+        build_wheel(dist, "fine", "1.0"),
+    )
+    pins = requirements_file(tmp_path, "oldcrypto===2.1.4\nfine===1.0\n", "pins.txt")
+    mirror = tmp_path / "mirror"
+    output = sync(run_pipdepot, upstream, mirror, "--each-pin", "-c", str(pins))
+    assert "each pin: 2 of 2 (pin, target) resolved" in output  # from the cp27 wheel's metadata
+    assert "oldcrypto-2.1.4.tar.gz" in listed(mirror)
+    upstream.stop()  # check never asks it
+    result = run_pipdepot("check", "--mirror", str(mirror), "--each-pin", "-c", str(pins), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert missing_lines(result.stdout) == []
+    unresolvable = "unresolvable: oldcrypto===2.1.4 for cp311-host: does not build (its sdist, in the build"
+    assert unresolvable in result.stdout
+    assert "ok: cp311-host: 1 file" in result.stdout
+    wanted = requirements_file(tmp_path, "oldcrypto==2.1.4\nfine\n")
+    result = run_pipdepot("check", "--mirror", str(mirror), "-r", str(wanted), check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert missing_lines(result.stdout) == []
+    assert "does not build: oldcrypto 2.1.4 for cp311-host: Failed to build `oldcrypto==2.1.4`" in (
+        result.stdout
+    )
+    assert "pkg_resources" in result.stdout
+    assert result.stderr.splitlines()[0] == (
+        "pipdepot: error: 1 sdist for 1 target fails in its own build backend: "
+        "an install would fail, online too"
+    )
+
+
 # -- path requirements ---------------------------------------------------------------------------
 
 

@@ -400,15 +400,27 @@ def _report_check(report: CheckReport, mirror_dir: MirrorLocation) -> None:
             click.echo(f"ok: {target}: {_count(files, 'file')}, all in the mirror {mirror_dir}")
     for missing in report.missing:
         click.echo(_lines("missing:", str(missing)))
+    for unbuildable in report.unbuildable:
+        click.echo(_lines("does not build:", str(unbuildable)))
     for pin, target, reason in report.unresolved:
-        click.echo(_lines(f"unresolvable: {pin} for {target}: does not resolve", reason))
-    if not report.ok:
+        click.echo(_lines(f"unresolvable: {pin} for {target}:", reason))
+    if report.missing:
         targets = {m.target for m in report.missing}
         raise MirrorError(
             f"the mirror lacks {_count(len(report.missing), 'item')} for {_count(len(targets), 'target')}: "
             "an offline "
             "install would fail",
             hint="run `pipdepot sync` with the same requirements and targets",
+        )
+    if report.unbuildable:
+        targets = {m.target for m in report.unbuildable}
+        one = len(report.unbuildable) == 1
+        raise MirrorError(
+            f"{_count(len(report.unbuildable), 'sdist')} for {_count(len(targets), 'target')} "
+            f"{'fails in its' if one else 'fail in their'} own build backend: "
+            "an install would fail, online too",
+            hint="the mirror has its files; pin a version with a wheel for the target, or build a wheel "
+            "of it where it builds and `pipdepot add` it",
         )
 
 

@@ -33,6 +33,9 @@ _KEPT_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE"
 #: How uv words a failure of the index rather than of the requirements ("Failed to download and
 #: build" is a build that failed).
 _INDEX_FAILURE = re.compile(r"Failed to fetch|Failed to download(?! and build)|server error")
+#: uv's words when an sdist's build backend ran and failed (not when its environment was missing).
+_BACKEND_FAILURE = re.compile(r"build backend returned an error|Build backend failed")
+_FAILED_BUILD = re.compile(r"Failed to (?:download and )?build `([^`=\s]+)==([^`\s]+)`")
 
 
 def __dir__() -> list[str]:
@@ -54,6 +57,22 @@ class ResolutionError(Exception):
         setup.py no longer runs ("Failed to build", met in a real OpenStack upper-constraints file).
         """
         return _INDEX_FAILURE.search(str(self)) is not None
+
+    @property
+    def build_failed(self) -> bool:
+        """Whether an sdist's own build backend failed while preparing its metadata.
+
+        Its files and build environment were there: what fails is the sdist's setup code with
+        the backend the environment gives (setup.py importing ``pkg_resources``, gone from
+        setuptools 81), which no mirror content changes.
+        """
+        return _BACKEND_FAILURE.search(str(self)) is not None and not self.index_failed
+
+    @property
+    def failed_build(self) -> tuple[str, str] | None:
+        """The project and version whose sdist failed to build, as uv names them."""
+        match = _FAILED_BUILD.search(str(self))
+        return (match.group(1), match.group(2)) if match and self.build_failed else None
 
     @property
     def conflict(self) -> bool:

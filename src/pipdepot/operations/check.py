@@ -70,14 +70,17 @@ class CheckReport:
     #: The files the targets would install, all present and intact.
     filenames: set[str] = field(default_factory=set)
     missing: list[Missing] = field(default_factory=list)
+    #: Requirements whose sdist is in the mirror with its build environment, and fails to build.
+    unbuildable: list[Missing] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    #: ``--each-pin``: pins no install can satisfy (their dependencies conflict), with uv's reason.
+    #: ``--each-pin``: pins no install can satisfy (their dependencies conflict, or their sdist
+    #: does not build), with the reason.
     unresolved: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """Whether every target installs from the mirror alone."""
-        return not self.missing
+        return not self.missing and not self.unbuildable
 
 
 async def check(inputs: Inputs, targets: list[Target], *, mirror_dir: MirrorLocation) -> CheckReport:
@@ -116,6 +119,7 @@ async def check(inputs: Inputs, targets: list[Target], *, mirror_dir: MirrorLoca
                         )
                     sources = level
     report.missing = sorted(set(report.missing))
+    report.unbuildable = sorted(set(report.unbuildable))
     return report
 
 
@@ -151,11 +155,24 @@ class _Check:
         try:
             return await self._uv(requirements, target, known=False)
         except ResolutionError as local_failure:
+            if local_failure.build_failed:
+                await self._explain(requirements, target, local_failure)
+                return None
             try:
-                return await self._uv(requirements, target, known=True)
+                pins = await self._uv(requirements, target, known=True)
             except ResolutionError:
                 await self._explain(requirements, target, local_failure)
                 return None
+            if not await self._lacks(pins, target):  # all there, yet it failed: never "ok"
+                self._missing(requirements.label, "", target, str(local_failure))
+                return None
+            return pins
+
+    async def _lacks(self, pins: list[Pin], target: Target) -> bool:
+        """Whether the mirror lacks a file for some of ``pins`` (reported later, by the caller)."""
+        probe = CheckReport()
+        await _cover(self.mirror, self.views, pins, target, probe)
+        return bool(probe.missing)
 
     async def _explain(self, requirements: RequirementSet, target: Target, failure: ResolutionError) -> None:
         """Name every requirement that does not resolve offline, not just the first uv meets."""
@@ -175,6 +192,10 @@ class _Check:
                     continue
                 except ResolutionError as exc:
                     local_failure = exc
+                if local_failure.build_failed:
+                    self._unbuildable(local_failure, target, (name, specifier))
+                    found += 1
+                    continue
                 try:  # the versions an online install takes are known: name each file missing
                     before = len(self.report.missing)
                     pins = await self._uv(alone, target, known=True)
@@ -183,7 +204,9 @@ class _Check:
                 except ResolutionError:
                     self._missing(name, specifier, target, str(local_failure))
                     found += 1
-        if not found:
+        if not found and failure.build_failed:
+            self._unbuildable(failure, target, (requirements.label, ""))
+        elif not found:
             self._missing(requirements.label, "", target, str(failure))
 
     async def _has(self, name: str) -> bool:
@@ -193,31 +216,52 @@ class _Check:
     def _missing(self, project: str, version: str, target: Target, reason: str) -> None:
         self.report.missing.append(Missing(project, version, str(target), reason))
 
+    def _unbuildable(self, failure: ResolutionError, target: Target, fallback: tuple[str, str]) -> None:
+        project, version = failure.failed_build or fallback
+        self.report.unbuildable.append(Missing(project, version, str(target), str(failure)))
+
     async def each_pin(self, requirements: RequirementSet, target: Target) -> list[Pin]:
         """Each exact pin of the constraints on its own, as ``sync --each-pin`` mirrored it.
 
         A pin that does not resolve even from what the mirror knows, while its project is there,
-        is one no install can satisfy (its dependencies conflict with the other pins): reported as
-        unresolvable, not as missing.
+        is one no install can satisfy (its dependencies conflict with the other pins), and so is
+        one whose sdist is there and fails in its own build backend (uv resolved it online from
+        another Python's wheel): reported as unresolvable, not as missing.
         """
 
         async def local(subset: RequirementSet) -> list[Pin]:
             return await self._uv(subset, target, known=False)
 
         async def failed(line: str, local_failure: ResolutionError) -> list[Pin]:
-            try:
-                return await self._uv(requirements.alone([line], line), target, known=True)
-            except ResolutionError as exc:
-                known_failure = exc
-            name, specifier = _name_of(line)
+            return await self._pin_failed(requirements, line, target, local_failure)
+
+        if self.unresolved is None:
+            self.unresolved = await read_unresolved(self.mirror.store)
+        pins = await resolve_each_pin(requirements, local, failed)
+        self.report.unresolved.sort()
+        return pins
+
+    async def _pin_failed(
+        self, requirements: RequirementSet, line: str, target: Target, local_failure: ResolutionError
+    ) -> list[Pin]:
+        """Why one pin does not resolve from the files present; its pins if the mirror lacks some."""
+        name, specifier = _name_of(line)
+        synced = (self.unresolved or {}).get((line, str(target)))
+        if synced is not None:  # sync --each-pin found it does not resolve online
+            reason = f"does not resolve (as the last sync --each-pin found, online): {synced}"
+            self.report.unresolved.append((line, str(target), reason))
+            return []
+        if local_failure.build_failed:
+            reason = f"does not build (its sdist, in the build environment the mirror holds): {local_failure}"
+            self.report.unresolved.append((line, str(target), reason))
+            return []
+        try:
+            pins = await self._uv(requirements.alone([line], line), target, known=True)
+        except ResolutionError as known_failure:
             if name is None:
-                return []
-            synced = (self.unresolved or {}).get((line, str(target)))
-            if synced is not None:  # sync --each-pin found it does not resolve online
-                reason = f"(as the last sync --each-pin found, online): {synced}"
-                self.report.unresolved.append((line, str(target), reason))
+                pass
             elif known_failure.conflict and await self._knows(name, specifier):
-                reason = f"(even from all the mirror knows): {known_failure}"
+                reason = f"does not resolve (even from all the mirror knows): {known_failure}"
                 self.report.unresolved.append((line, str(target), reason))
             elif await self._has(name):
                 self._missing(name, specifier, target, str(local_failure))
@@ -226,11 +270,9 @@ class _Check:
             else:  # sync --each-pin lists it if it does not resolve at all
                 self._missing(name, specifier, target, "no file of this project in the mirror")
             return []
-
-        if self.unresolved is None:
-            self.unresolved = await read_unresolved(self.mirror.store)
-        pins = await resolve_each_pin(requirements, local, failed)
-        self.report.unresolved.sort()
+        if not await self._lacks(pins, target):  # all there, yet it failed: never "ok"
+            self._missing(name or line, specifier, target, str(local_failure))
+            return []
         return pins
 
     async def _knows(self, name: str, version: str) -> bool:
