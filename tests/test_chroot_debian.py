@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import clean_environ
 from tests.fake_upstream import FakeUpstream
 from tests.roots import Snapshot, diff, mounts_under, snapshot
+from tests.test_sync_inputs import UPPER
 from tests.wheels import add_to_mirror, build_sdist, build_wheel
 
 if TYPE_CHECKING:
@@ -306,4 +307,50 @@ def test_a_wheel_for_a_newer_glibc_than_bookworms_is_reported_missing(
     assert "missing: " in result.stdout
     assert "newglibc" in result.stdout
     assert mounts_under(debian_root) == []
+    assert diff(pristine, snapshot(debian_root)) == []
+
+
+@pytest.mark.network
+def test_the_openstack_case_with_bookworms_own_pip_in_the_root(
+    debian_root: Path, web: tuple[str, dict[str, bytes]], pristine: Snapshot, tmp_path: Path
+) -> None:
+    """As a user types it: sync from PyPI with upper-constraints by URL for 3.11 and 3.13, then
+    `chroot --offline --check` (the root's own target) and an install with the root's stock pip."""
+    url, files = web
+    files["/upper-constraints.txt"] = UPPER.encode()
+    wanted = "docopt\nsix\nPyYAML\nrequests\n"
+    (tmp_path / "reqs.txt").write_text(wanted)
+    mirror = tmp_path / "mirror"
+    sync = ["sync", "-r", str(tmp_path / "reqs.txt"), "-c", f"{url}/upper-constraints.txt"]
+    sync += ["--python-version", "3.11", "--python-version", "3.13", "--mirror", str(mirror)]
+    synced = subprocess.run(
+        [sys.executable, "-m", "pipdepot", *sync],
+        env=clean_environ(HOME=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    # the build has its constraints as a file: inside the build there is no network at all
+    (tmp_path / "upper-constraints.txt").write_text(UPPER)
+    check = tmp_path / "check.txt"
+    check.write_text(f"{wanted}-c {tmp_path / 'upper-constraints.txt'}\n")
+    script = f"""
+cat > /opt/oc-reqs.txt <<'END'
+{wanted}END
+cat > /opt/oc-constraints.txt <<'END'
+{UPPER}END
+python3 -m venv /opt/oc && /opt/oc/bin/pip --version \\
+  && /opt/oc/bin/pip install --no-cache-dir -r /opt/oc-reqs.txt -c /opt/oc-constraints.txt \\
+  && /opt/oc/bin/python -c 'import docopt, yaml, requests; print("OPENSTACK-OK", requests.__version__)'
+rc=$?; rm -rf /opt/oc /opt/oc-reqs.txt /opt/oc-constraints.txt; exit $rc
+"""
+    result = checked_chroot(debian_root, mirror, tmp_path, check, script)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "target: cp311-manylinux_2_36_x86_64" in output
+    assert "ok: cp311-manylinux_2_36_x86_64: " in output
+    assert "pip 23.0.1 from /opt/oc/" in output  # bookworm's own, from python3 -m venv
+    assert "OPENSTACK-OK 2.32.3" in output
     assert diff(pristine, snapshot(debian_root)) == []

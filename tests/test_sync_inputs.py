@@ -8,8 +8,6 @@ wheel and pip 23.0.1 (Debian bookworm's) from the package index, fetched once pe
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import http.server
 import subprocess
 import threading
 from typing import TYPE_CHECKING
@@ -239,40 +237,6 @@ def test_each_sdist_has_its_own_build_environment(
 
 
 # -- constraints by URL, and each pin on its own -------------------------------------------------
-
-
-class _Files(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}  # noqa: RUF012 (set per server, read only)
-
-    def do_GET(self) -> None:
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_error(404, "no such file")
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        with contextlib.suppress(ConnectionError):  # a client that stops reading (too large)
-            self.wfile.write(body)
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
-@pytest.fixture
-def web(tmp_path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """A plain web server on loopback (where OpenStack keeps its upper-constraints): its URL and files."""
-    files: dict[str, bytes] = {}
-    handler = type("Handler", (_Files,), {"files": files})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", files
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 @pytest.fixture
