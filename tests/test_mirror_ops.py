@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pipdepot.fill.manifest import read_manifest
 from tests.depot import Depot, fresh_venv, installed, pip_install, uv_install
 from tests.fake_upstream import FakeUpstream
 from tests.wheels import build_sdist, build_wheel
@@ -355,6 +356,29 @@ def test_export_import_round_trip_then_offline_install(
     whole = tmp_path / "whole.tar.gz"
     run_pipdepot("export", str(whole), "--mirror", str(source))
     assert "imported 1 file" in run_pipdepot("import", str(whole), "--mirror", str(target)).stdout
+
+
+def test_export_import_carries_a_private_projects_allow_upstream(
+    run_pipdepot: PipdepotRunner, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """A project with an added file is private; one allowed to show upstream's releases stays so."""
+    source = tmp_path / "source"
+    run_pipdepot("add", str(build_wheel(tmp_path / "own", "lib", "9.0")), "--mirror", str(source))
+    run_pipdepot("add", str(build_wheel(tmp_path / "own", "unrelated", "9.0")), "--mirror", str(source))
+    run_pipdepot("allow-upstream", "lib", "--mirror", str(source))
+    archive = tmp_path / "whole.tar"
+    run_pipdepot("export", str(archive), "--mirror", str(source))
+    target = tmp_path / "target"
+    assert "imported 2 files" in run_pipdepot("import", str(archive), "--mirror", str(target)).stdout
+    shown = json.loads(run_pipdepot("ls", "--json", "--offline", "--mirror", str(target)).stdout)
+    private = {project["name"]: project["private"] for project in shown}
+    assert private == {"lib": False, "unrelated": True}
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("pipdepot-export.json")
+        assert member is not None
+        manifest = json.loads(member.read())
+    del manifest["projects"]["lib"]["merge_upstream"]  # an archive from before it was carried
+    assert read_manifest(manifest)[0].merge_upstream is False
 
 
 def test_import_refuses_damage_and_conflicts(

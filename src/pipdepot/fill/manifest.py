@@ -7,6 +7,7 @@ one line, and unpacks only the members the manifest names, no larger than it say
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,8 @@ class Record:
     added: bool
     upstream: str
     extra: dict[str, object]
+    #: The project lists upstream's releases beside its own (``pipdepot allow-upstream``).
+    merge_upstream: bool = False
 
     @property
     def filename(self) -> str:
@@ -76,9 +79,13 @@ def read_manifest(manifest: object) -> list[Record]:
         upstream, extra = data.get("upstream"), data.get("extra")
         if not isinstance(upstream, str) or not isinstance(extra, dict):
             raise ManifestError(f"{name}: no upstream or extra")
+        merge = data.get("merge_upstream", False)  # absent from archives before it was carried
+        if not isinstance(merge, bool):
+            raise ManifestError(f"{name}: merge_upstream is not true or false")
         for index, item in enumerate(data["files"]):
             try:
-                records.append(_record(name, item, upstream, extra))
+                record = _record(name, item, upstream, extra)
+                records.append(dataclasses.replace(record, merge_upstream=merge))
             except ManifestError as exc:
                 raise ManifestError(f"{name}, file {index + 1}: {exc}") from None
     _unique([r.path for r in records], "path")

@@ -114,6 +114,7 @@ def _project_manifest(state: ProjectState, chosen: list[FileEntry]) -> dict[str,
     return {
         "upstream": state.upstream,
         "extra": state.extra,
+        "merge_upstream": state.merge_upstream,
         "files": [
             {
                 "entry": entry,
@@ -203,6 +204,8 @@ async def import_mirror(archive_path: Path, mirror_dir: MirrorLocation) -> Trans
         try:
             records, staged = await asyncio.to_thread(_unpack, archive_path, spool)
             await _apply(mirror, await _plan(mirror, records, staged, report), report)
+            for name in sorted({r.project for r in records if r.merge_upstream}):
+                await mirror.releases.allow_upstream(name, allowed=True)  # as the exporting mirror had it
         finally:
             shutil.rmtree(spool, ignore_errors=True)
     return report
