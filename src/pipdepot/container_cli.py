@@ -1,7 +1,7 @@
 """``pipdepot build``: a container build (buildah, podman) that installs from the mirror and keeps no trace.
 
-The plan options and their loading live in ``cli.py``; :func:`build_command` takes them, so
-this module does not import ``cli`` (which registers the command).
+The plan options and their loading live in ``element_cli.py``; :func:`build_command` takes
+them, and ``cli.py`` (which registers the command) hands them over.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def build_command(
     plan_options: Callable[[Callable[..., None]], Callable[..., None]],
     load_settings: Callable[[dict[str, Any]], Settings],
 ) -> click.Command:
-    """The ``build`` command, with the plan options ``cli.py`` shares among plan, inject and chroot."""
+    """The ``build`` command, with the plan options ``element_cli.py`` shares with plan, inject, chroot."""
 
     @click.command(name="build", context_settings={"ignore_unknown_options": True})
     @click.argument("command", nargs=-1, type=click.UNPROCESSED)
