@@ -452,7 +452,7 @@ def test_check_names_an_sdist_that_does_not_build_as_such_not_as_missing(
     tmp_path: Path,
 ) -> None:
     """OpenStack's 2018 pins (cryptography 2.1.4, numpy 1.14.0) have wheels for old Pythons only and
-    an sdist whose setup.py imports ``pkg_resources``, gone from setuptools 81. Online, uv resolves
+    an sdist whose setup.py imports ``pkg_resources``, gone from setuptools 82. Online, uv resolves
     them from the old wheels' metadata and sync mirrors the sdist; offline, the sdist's backend
     fails. That is not something missing: every file is there, and the install fails online too."""
     dist = tmp_path / "dist"

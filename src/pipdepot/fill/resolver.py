@@ -64,7 +64,7 @@ class ResolutionError(Exception):
 
         Its files and build environment were there: what fails is the sdist's setup code with
         the backend the environment gives (setup.py importing ``pkg_resources``, gone from
-        setuptools 81), which no mirror content changes.
+        setuptools 82), which no mirror content changes.
         """
         return _BACKEND_FAILURE.search(str(self)) is not None and not self.index_failed
 
