@@ -109,9 +109,10 @@ class Leases:
                 return None
             try:
                 stored = await self.store.put(lease_key, self.document(), create=True)
-                return Lease(self, lease_key, stored.version)
             except AlreadyExists:
                 pass
+            else:
+                return await self._held(key, Lease(self, lease_key, stored.version))
             current = await self.store.read_versioned(lease_key)
             if current is not None and _expired(current.data):
                 try:
@@ -119,13 +120,24 @@ class Leases:
                 except VersionMismatch:
                     continue
                 logger.warning("took over the download of %s from a holder that stopped renewing", key)
-                return Lease(self, lease_key, stored.version)
+                return await self._held(key, Lease(self, lease_key, stored.version))
             if current is not None and not announced:
                 logger.info("%s is being downloaded by another process: waiting for it", key)
                 announced = True
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{key}: another process holds its download")
             await asyncio.sleep(self.poll)
+
+    async def _held(self, key: StoreKey, lease: Lease) -> Lease | None:
+        """``lease``, unless its last holder committed ``key`` after this process looked.
+
+        A holder commits, then releases: a lease created after that release must find the file
+        (seen: two fetches of one file when the release fell between the look and the create).
+        """
+        if await self.store.stat(key) is None:
+            return lease
+        await lease.release()
+        return None
 
 
 def _expired(data: bytes) -> bool:
