@@ -125,6 +125,12 @@ def test_sync_two_platforms_then_check_offline(
     sync(run_pipdepot, upstream, mirror, "-r", str(requirements), *TWO_PLATFORMS)
     run_pipdepot("check", "-r", str(requirements), "--mirror", str(mirror), *TWO_PLATFORMS)
 
+    # buildtool wanted as well as in srconly's build environment: one file, counted once
+    both = tmp_path / "both.txt"
+    both.write_text(f"{requirements.read_text().rstrip()}\nbuildtool\n")
+    result = run_pipdepot("check", "-r", str(both), "--mirror", str(mirror), *TWO_PLATFORMS)
+    assert f"ok: cp311-{LINUX}: 5 files" in result.stdout
+
 
 def listed_paths(mirror: Path) -> list[str]:
     return [str(p.relative_to(mirror)) for p in mirror.glob("packages/**/*") if p.is_file()]

@@ -397,7 +397,7 @@ def _report_check(report: CheckReport, mirror_dir: MirrorLocation) -> None:
     _notes(report.notes)
     for target, files in report.targets.items():
         if not any(m.target == target for m in report.missing):
-            click.echo(f"ok: {target}: {_count(files, 'file')}, all in the mirror {mirror_dir}")
+            click.echo(f"ok: {target}: {_count(len(files), 'file')}, all in the mirror {mirror_dir}")
     for missing in report.missing:
         click.echo(_lines("missing:", str(missing)))
     for unbuildable in report.unbuildable:

@@ -66,7 +66,8 @@ class Missing:
 class CheckReport:
     """What a check found: per target, the files it would install, or what is missing."""
 
-    targets: dict[str, int] = field(default_factory=dict)
+    #: Per target, the files it would install (distinct: pins and build environments share files).
+    targets: dict[str, set[str]] = field(default_factory=dict)
     #: The files the targets would install, all present and intact.
     filenames: set[str] = field(default_factory=set)
     missing: list[Missing] = field(default_factory=list)
@@ -324,7 +325,7 @@ async def _cover(
                 Missing(pin.name, pin.version, str(target), f"{entry['filename']} is damaged: sha256 differs")
             )
             continue
-        report.targets[str(target)] = report.targets.get(str(target), 0) + 1
+        report.targets.setdefault(str(target), set()).add(entry["filename"])
         report.filenames.add(entry["filename"])
         path = await mirror.local_copy(views.key(state, entry["filename"]))
         if not entry["filename"].endswith(".whl") and path is not None:
