@@ -91,6 +91,28 @@ def bucket_tree(seaweed: Seaweed, location: str) -> dict[str, dict[str, str]]:
     return asyncio.run(read())
 
 
+def put_object(seaweed: Seaweed, location: str, key: StoreKey) -> None:
+    async def put() -> None:
+        store = open_store(location, environ=seaweed.env | {"HOME": "/nonexistent"})
+        try:
+            await store.put(key, b"parts of a large file")
+        finally:
+            await store.close()
+
+    asyncio.run(put())
+
+
+def stored(seaweed: Seaweed, location: str, key: StoreKey) -> bool:
+    async def stat() -> bool:
+        store = open_store(location, environ=seaweed.env | {"HOME": "/nonexistent"})
+        try:
+            return await store.stat(key) is not None
+        finally:
+            await store.close()
+
+    return asyncio.run(stat())
+
+
 def test_every_mirror_command_works_on_a_bucket(
     seaweed: Seaweed, upstream: FakeUpstream, dists: Path, tmp_path: Path
 ) -> None:
@@ -154,6 +176,22 @@ def test_every_mirror_command_works_on_a_bucket(
     again = seaweed.location()
     pipdepot(seaweed, home, "import", str(archive), "--mirror", again)
     assert set(bucket_tree(seaweed, again)) == {*tree, "corp-tool"}
+
+
+def test_the_next_writer_sweeps_what_a_killed_upload_staged(seaweed: Seaweed, tmp_path: Path) -> None:
+    """A writer killed mid-upload of a large file leaves its staging object; the next writer removes it."""
+    location = seaweed.location()
+    killed = StoreKey(f".pipdepot/uploads/{time.time() - 3600:.0f}-{'0' * 32}")  # an hour past its time
+    live = StoreKey(f".pipdepot/uploads/{time.time() + 3600:.0f}-{'1' * 32}")  # a live upload's
+    put_object(seaweed, location, killed)
+    put_object(seaweed, location, live)
+    home = tmp_path / "home"
+    home.mkdir()
+    private = build_wheel(tmp_path / "private", "corp-tool", "0.1")
+    added = pipdepot(seaweed, home, "add", str(private), "--mirror", location)
+    assert "removed 1 upload staging object" in added.stderr
+    assert not stored(seaweed, location, killed)
+    assert stored(seaweed, location, live)
 
 
 def test_a_bad_location_or_unreachable_store_is_one_line(seaweed: Seaweed, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pipdepot.errors import PipdepotError, UsageError
 from pipdepot.mirror_cli import MIRROR_COMMANDS
 from pipdepot.private_cli import PRIVATE_COMMANDS
 from pipdepot.server_cli import SERVER_COMMANDS
-from pipdepot.storage.s3 import runtime_started
+from pipdepot.storage.s3calls import runtime_started
 from pipdepot.storage.store import StoreError
 
 __all__ = ["main"]
@@ -97,7 +97,7 @@ def _exit(status: int) -> NoReturn:
     """End with ``status``; after an object store was used, without the interpreter's teardown.
 
     obstore's native runtime can abort the process during that teardown (see
-    ``storage.s3.runtime_started``): everything pipdepot writes is closed by then, so the
+    ``storage.s3calls.runtime_started``): everything pipdepot writes is closed by then, so the
     output is flushed and the process ends at once.
     """
     if not runtime_started():

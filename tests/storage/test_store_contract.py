@@ -393,6 +393,36 @@ def test_a_large_file_race_has_one_winner(store: Store) -> None:
     asyncio.run(main())
 
 
+def test_sweep_removes_only_the_staging_of_writers_killed_mid_upload(store: Store) -> None:
+    """A staging key's name starts with the time its writer would have removed it by.
+
+    Past that (and a margin for clocks that differ), its writer was killed between the parts
+    and the removal: the next writer's sweep removes it. A live upload's key stays, as does
+    one named without a time (an older pipdepot's) until it is a day old.
+    """
+    now = time.time()
+    staged = {
+        f".pipdepot/uploads/{now - 3600:.0f}-killed": False,
+        f".pipdepot/uploads/{now + 3600:.0f}-uploading": True,
+        f".pipdepot/uploads/{now - 60:.0f}-within-the-clock-margin": True,
+        ".pipdepot/uploads/0123456789abcdef": True,
+    }
+
+    async def main() -> None:
+        for key in staged:
+            await store.put(K(key), b"parts of a large file")
+        await store.put(K("six/six-1.0.tar.gz"), b"x")
+        await store.sweep()
+        left = {key async for key in store.list(".pipdepot/uploads/")}
+        if isinstance(store, S3Store):
+            assert left == {key for key, kept in staged.items() if kept}
+        else:  # a directory's writes are staged in the spool: nothing of the store's is swept
+            assert left == set(staged)
+        assert await store.read(K("six/six-1.0.tar.gz")) == b"x"
+
+    asyncio.run(main())
+
+
 def test_local_path_spool_and_close(store: Store) -> None:
     async def main() -> None:
         key = K("six/six-1.0.tar.gz")

@@ -117,7 +117,8 @@ class Mirror:
         await self.tree.census()
 
     async def recover(self) -> None:
-        """Settle what killed writers left (see :meth:`FileCache.recover`)."""
+        """Settle what killed writers left (see :meth:`FileCache.recover` and ``Store.sweep``)."""
+        await self.store.sweep()
         await self.files.recover()
 
     async def aclose(self) -> None:

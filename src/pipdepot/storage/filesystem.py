@@ -196,6 +196,9 @@ class FilesystemStore:
         """Directories directly under ``prefix`` (the mirror's own, dot-named, left out)."""
         return await asyncio.to_thread(_children, self.root / prefix if prefix else self.root)
 
+    async def sweep(self) -> None:
+        """Nothing: a write is staged in the writer's spool, which the next writer clears if it died."""
+
     def local_path(self, key: StoreKey) -> Path | None:
         """The file's own path: the OS can send it without copying."""
         return self._path(key)

@@ -150,6 +150,9 @@ class Store(Protocol):
         keeps the emptied directory): a caller treats a name with no keys as absent.
         """
 
+    async def sweep(self) -> None:
+        """Remove what writers killed mid-write left in the store itself (their spools clear themselves)."""
+
     def local_path(self, key: StoreKey) -> Path | None:
         """A local path to send with the OS's zero-copy path, when the store has one."""
 
