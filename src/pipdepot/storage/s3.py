@@ -214,14 +214,8 @@ class S3Store:
 
     async def list(self, prefix: str) -> AsyncIterator[StoreKey]:
         """Every key under ``prefix``, page by page."""
-        pages = obstore.list(self._client, prefix.rstrip("/") or None, chunk_size=1000)
-        while True:
-            try:
-                page = await self._calls.call(prefix, "LIST", anext(pages))
-            except StopAsyncIteration:
-                return
-            for meta in page:
-                yield StoreKey(meta["path"])
+        async for meta in self._calls.objects(prefix):
+            yield StoreKey(meta["path"])
 
     async def count(self, prefix: str, *, excluding: str | tuple[str, ...] = "") -> int:
         """Keys under ``prefix``, counted page by page (the listing is I/O: the loop goes on meanwhile)."""

@@ -11,6 +11,7 @@ import asyncio
 from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
+import obstore
 from obstore.exceptions import (
     AlreadyExistsError,
     BaseError,
@@ -23,8 +24,9 @@ from obstore.store import S3Store as _ObstoreS3
 from pipdepot.storage.store import AlreadyExists, StoreError, VersionMismatch
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import AsyncIterator, Awaitable
 
+    from obstore import ObjectMeta
     from obstore.store import S3Config
 
     from pipdepot.storage.aws import AwsSettings
@@ -105,6 +107,17 @@ class S3Calls:
             raise VersionMismatch(key) from None
         except (BaseError, OSError) as exc:
             raise StoreError(f"{self.where(key)}: {action}: {self._cause(exc)}") from exc
+
+    async def objects(self, prefix: str) -> AsyncIterator[ObjectMeta]:
+        """Every object under ``prefix`` (its key, size, time...), a page of 1,000 a request."""
+        pages = obstore.list(self.client, prefix.rstrip("/") or None, chunk_size=1000)
+        while True:
+            try:
+                page = await self.call(prefix, "LIST", anext(pages))
+            except StopAsyncIteration:
+                return
+            for meta in page:
+                yield meta
 
     def _cause(self, exc: BaseException) -> str:
         """What went wrong, in words: obstore names a timeout or a refused connection only in its dump."""

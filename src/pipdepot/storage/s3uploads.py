@@ -115,17 +115,11 @@ class S3Uploads:
     async def sweep(self) -> int:
         """Remove the staging keys of writers killed mid-upload (past their time): how many."""
         now, removed = time.time(), 0
-        pages = obstore.list(self._calls.client, UPLOADS, chunk_size=1000)
-        while True:
-            try:
-                page = await self._calls.call(UPLOADS, "LIST", anext(pages))
-            except StopAsyncIteration:
-                break
-            for meta in page:
-                key = meta["path"]
-                if _removed_by(key, meta["last_modified"].timestamp()) + _CLOCK_MARGIN < now:
-                    await self._calls.call(key, "DELETE", obstore.delete_async(self._calls.client, key))
-                    removed += 1
+        async for meta in self._calls.objects(UPLOADS):
+            key = meta["path"]
+            if _removed_by(key, meta["last_modified"].timestamp()) + _CLOCK_MARGIN < now:
+                await self._calls.call(key, "DELETE", obstore.delete_async(self._calls.client, key))
+                removed += 1
         if removed:
             logger.warning("removed %d upload staging object(s) left by writers killed mid-upload", removed)
         return removed
