@@ -13,15 +13,17 @@ from typing import NoReturn
 import click
 
 from pipdepot import __version__
+from pipdepot.check_cli import check_command
 from pipdepot.container_cli import build_command
+from pipdepot.contents_cli import CONTENTS_COMMANDS
 from pipdepot.core.systemd import stderr_is_journal
 from pipdepot.element_cli import ELEMENT_COMMANDS, plan_options, plan_settings
 from pipdepot.errors import PipdepotError, UsageError
-from pipdepot.mirror_cli import MIRROR_COMMANDS
 from pipdepot.private_cli import PRIVATE_COMMANDS
 from pipdepot.server_cli import SERVER_COMMANDS
 from pipdepot.storage.s3calls import runtime_started
 from pipdepot.storage.store import StoreError
+from pipdepot.sync_cli import sync_command
 
 __all__ = ["main"]
 
@@ -59,7 +61,14 @@ def cli() -> None:
     """
 
 
-for _command in (*ELEMENT_COMMANDS, *SERVER_COMMANDS, *MIRROR_COMMANDS, *PRIVATE_COMMANDS):
+for _command in (
+    *ELEMENT_COMMANDS,
+    *SERVER_COMMANDS,
+    sync_command,
+    check_command,
+    *CONTENTS_COMMANDS,
+    *PRIVATE_COMMANDS,
+):
     cli.add_command(_command)
 cli.add_command(build_command(plan_options, plan_settings))
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pipdepot.check_cli import check_for_target
 from pipdepot.core.targets import InvalidTarget, platform_target
 from pipdepot.element.container import BuilderCommand, parse_builder
 from pipdepot.element.plan import LOCAL_MIRROR_URL
 from pipdepot.errors import BuildRootError, UsageError
-from pipdepot.mirror_cli import check_for_target
 from pipdepot.operations.build import check_build, read_base_target, run_build
 from pipdepot.operations.plan import make_plan
 

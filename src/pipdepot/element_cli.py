@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from pipdepot.check_cli import check_before_chroot
 from pipdepot.core.urls import redact_url
 from pipdepot.element.buildroot import render_pip_conf, render_uv_toml
 from pipdepot.errors import UsageError
-from pipdepot.mirror_cli import check_before_chroot
 from pipdepot.operations.chroot import clean_environment, run_in_root
 from pipdepot.operations.inject import inject, require_os_root, restore
 from pipdepot.operations.plan import PlanReport, make_plan

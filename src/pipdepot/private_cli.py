@@ -7,7 +7,7 @@ import json
 
 import click
 
-from pipdepot.mirror_cli import mirror_option, mirror_settings, quiet
+from pipdepot.mirror_options import mirror_option, mirror_settings, quiet
 from pipdepot.operations.private import (
     allow_upstream,
     create_token,
