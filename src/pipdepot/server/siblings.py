@@ -65,7 +65,7 @@ class Siblings:
         """The file's core metadata: kept, or upstream's fetched now (when online) and kept.
 
         ``None``: none is kept and upstream declares none (or the mirror is offline); a wheel's
-        is then read from the file once it is in the store (see :meth:`FileCache.metadata`).
+        is then read from the file as it is committed (:meth:`store_metadata`).
 
         :raises UpstreamError, IntegrityError: upstream's could not be fetched or verified.
         """
