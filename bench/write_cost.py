@@ -95,7 +95,7 @@ def _record_digest(data: bytes) -> str:
 def project_files(index: int, fetched_at: float) -> list[tuple[str, bytes]]:
     """Every file pipdepot keeps for a project whose one wheel was downloaded: (key, bytes).
 
-    As ``Mirror._adopt`` then ``Mirror._add_local`` leave it: upstream's page stored, the record
+    As ``PageRefresher._adopt`` then ``LocalFiles.record`` leave it: upstream's page stored, the record
     committed twice (generation 2) and the project's page rendered from the record.
     """
     name = project_name(index)

@@ -1,7 +1,10 @@
 """The caching mirror: one object the web layer and the commands talk to, made of small parts.
 
 - :mod:`pagecache`: upstream's project pages, fresh, stale or offline, rendered once.
-- :mod:`files`: the files, downloaded once (across processes), added, imported, removed.
+- :mod:`filecache`: the files served, downloaded once (across processes) and followed.
+- :mod:`localfiles`: the files as recorded: added, imported, recorded after a download, removed.
+- :mod:`siblings`: beside each file, its core metadata and provenance.
+- :mod:`recovery`: what a killed writer left, settled; :mod:`copies`: local paths for builds, exports.
 - :mod:`records`: each project's local record, changed by compare-and-swap.
 - :mod:`tree`: the static PEP 503 tree derived from the records.
 - :mod:`releases`: yanks, and whether a private project shows upstream's releases.
@@ -20,10 +23,14 @@ from typing import TYPE_CHECKING
 
 from pipdepot.core.project import project_of_path
 from pipdepot.errors import UpstreamError
-from pipdepot.server.files import FileCache, FileHit, ImportedFile, Origin
+from pipdepot.server.copies import LocalCopies
+from pipdepot.server.filecache import FileCache, FileHit
+from pipdepot.server.localfiles import ImportedFile, LocalFiles, Origin
 from pipdepot.server.pagecache import CacheStatus, PageCache, PageResult, View
 from pipdepot.server.records import Records
+from pipdepot.server.recovery import Recovery
 from pipdepot.server.releases import Releases
+from pipdepot.server.siblings import Siblings
 from pipdepot.server.tree import Tree
 
 if TYPE_CHECKING:
@@ -80,8 +87,25 @@ class Mirror:
             fresh_after=fresh_after,
             view=view,
         )
+        self.siblings = Siblings(store, client, metrics=metrics)
+        self.local_files = LocalFiles(store, pages=self.pages, records=self.records, tree=self.tree)
         self.files = FileCache(
-            store, client, pages=self.pages, records=self.records, tree=self.tree, metrics=metrics
+            store,
+            client,
+            pages=self.pages,
+            records=self.records,
+            metrics=metrics,
+            siblings=self.siblings,
+            local_files=self.local_files,
+        )
+        self.copies = LocalCopies(store)
+        self.recovery = Recovery(
+            store,
+            records=self.records,
+            tree=self.tree,
+            local_files=self.local_files,
+            siblings=self.siblings,
+            copies=self.copies,
         )
         #: Yanks and the upstream switch of the project's own releases.
         self.releases = Releases(self.records, self.tree, self.pages)
@@ -95,7 +119,7 @@ class Mirror:
     @property
     def downloaded(self) -> dict[str, NormalizedName]:
         """Files this process downloaded, by filename, whoever asked (``sync`` reports and prunes them)."""
-        return self.files.downloaded
+        return self.local_files.downloaded
 
     def start(self) -> None:
         """Count what the tree holds for the metrics, in the background.
@@ -117,13 +141,14 @@ class Mirror:
         await self.tree.census()
 
     async def recover(self) -> None:
-        """Settle what killed writers left (see :meth:`FileCache.recover` and ``Store.sweep``)."""
+        """Settle what killed writers left (see :meth:`Recovery.recover` and ``Store.sweep``)."""
         await self.store.sweep()
-        await self.files.recover()
+        await self.recovery.recover()
 
     async def aclose(self) -> None:
         """Wait for downloads in flight and the root index, so all is committed before the process ends."""
         await self.files.aclose()
+        self.copies.close()
         await self.tree.flush()
         if self._census is not None and not self._census.done():
             self._census.cancel()
@@ -202,29 +227,29 @@ class Mirror:
         return await self.files.partial(entry, byte_range)
 
     async def metadata_cached(self, entry: FileEntry) -> bool:
-        """See :meth:`FileCache.metadata_cached`."""
-        return await self.files.metadata_cached(entry)
+        """See :meth:`Siblings.metadata_cached`."""
+        return await self.siblings.metadata_cached(entry)
 
     async def metadata(self, name: NormalizedName, entry: FileEntry) -> bytes | None:
         """See :meth:`FileCache.metadata`."""
         return await self.files.metadata(name, entry)
 
     async def provenance(self, entry: FileEntry) -> tuple[bytes, bool] | None:
-        """See :meth:`FileCache.provenance`."""
-        return await self.files.provenance(entry)
+        """See :meth:`Siblings.provenance`."""
+        return await self.siblings.provenance(entry)
 
     async def add(self, dist: LocalDistribution) -> bool:
-        """See :meth:`FileCache.add`."""
-        return await self.files.add(dist)
+        """See :meth:`LocalFiles.add`."""
+        return await self.local_files.add(dist)
 
     async def import_file(self, item: ImportedFile) -> None:
-        """See :meth:`FileCache.import_file`."""
-        await self.files.import_file(item)
+        """See :meth:`LocalFiles.import_file`."""
+        await self.local_files.import_file(item)
 
     async def forget(self, name: NormalizedName, filename: str) -> int:
-        """See :meth:`FileCache.forget`."""
-        return await self.files.forget(name, filename)
+        """See :meth:`LocalFiles.forget`."""
+        return await self.local_files.forget(name, filename)
 
     async def local_copy(self, key: StoreKey) -> Path | None:
-        """See :meth:`FileCache.local_copy`."""
-        return await self.files.local_copy(key)
+        """See :meth:`LocalCopies.local_copy`."""
+        return await self.copies.local_copy(key)
