@@ -143,7 +143,7 @@ def choose_targets(pythons: tuple[str, ...], platforms: tuple[str, ...]) -> list
 
 def quiet() -> None:
     """The mirror's per-request and per-file log lines are for `serve`; here the command reports."""
-    logging.getLogger("pipdepot.core").setLevel(logging.WARNING)
+    logging.getLogger("pipdepot.server").setLevel(logging.WARNING)
 
 
 def echo_notes(notes: list[str]) -> None:
