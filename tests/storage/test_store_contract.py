@@ -530,3 +530,30 @@ def test_s3_refused_write_is_access_denied(seaweed: Seaweed, tmp_path: Path) -> 
             await store.read(K("six/x.whl"))
 
     asyncio.run(main())
+
+
+def test_s3_a_sweep_the_store_refuses_is_one_warning(
+    seaweed: Seaweed, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Housekeeping never fails a writer: credentials that may read but not delete, a line said."""
+
+    async def main() -> None:
+        full = open_store(seaweed.location(), scratch=tmp_path / "scratch", environ=dict(seaweed.env))
+        location = full.location  # a fresh prefix: the read-only store below looks at the same one
+        stale = K(f".pipdepot/uploads/{time.time() - 3600:.0f}-{'0' * 32}")
+        await full.put(stale, b"parts of a large file")
+        await full.close()
+        key_id, secret = seaweed.read_only_credentials
+        settings = AwsSettings(endpoint=seaweed.endpoint, access_key_id=key_id, secret_access_key=secret)
+        bucket, _, prefix = location.removeprefix("s3://").partition("/")
+        readonly = S3Store(bucket, prefix, settings, scratch=tmp_path / "scratch2")
+        await readonly.sweep()  # no exception
+        assert await readonly.stat(stale) is not None  # it could not remove it, and said so
+        await readonly.close()
+
+    with caplog.at_level("WARNING", logger="pipdepot.storage"):
+        asyncio.run(main())
+    (line,) = [r.getMessage() for r in caplog.records if "not swept" in r.getMessage()]
+    assert "DELETE" in line
+    assert "access denied" in line.lower()
+    assert "\n" not in line

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import obstore
 
 from pipdepot.storage.digests import file_sha256
-from pipdepot.storage.store import STATE_DIR, AlreadyExists, IntegrityError
+from pipdepot.storage.store import STATE_DIR, AlreadyExists, IntegrityError, StoreError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -113,13 +113,19 @@ class S3Uploads:
             await self._calls.call(staging, "DELETE", obstore.delete_async(client, staging))
 
     async def sweep(self) -> int:
-        """Remove the staging keys of writers killed mid-upload (past their time): how many."""
+        """Remove the staging keys of writers killed mid-upload (past their time): how many.
+
+        Housekeeping: a store that refuses it is said in a line, and the writer goes on.
+        """
         now, removed = time.time(), 0
-        async for meta in self._calls.objects(UPLOADS):
-            key = meta["path"]
-            if _removed_by(key, meta["last_modified"].timestamp()) + _CLOCK_MARGIN < now:
-                await self._calls.call(key, "DELETE", obstore.delete_async(self._calls.client, key))
-                removed += 1
+        try:
+            async for meta in self._calls.objects(UPLOADS):
+                key = meta["path"]
+                if _removed_by(key, meta["last_modified"].timestamp()) + _CLOCK_MARGIN < now:
+                    await self._calls.call(key, "DELETE", obstore.delete_async(self._calls.client, key))
+                    removed += 1
+        except StoreError as exc:
+            logger.warning("upload staging objects not swept: %s", exc)
         if removed:
             logger.warning("removed %d upload staging object(s) left by writers killed mid-upload", removed)
         return removed
