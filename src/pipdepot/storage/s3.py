@@ -3,10 +3,10 @@
 The bucket holds exactly the files a filesystem mirror's directory holds, under the same keys,
 so any static web server in front of it serves a PEP 503 tree. The conditional writes are
 S3's own: create-only is ``If-None-Match: *`` (obstore ``mode="create"``), compare-and-swap
-is ``If-Match`` on the ETag that :meth:`S3Store.read_versioned` returned; how a large file is
-written create-only is :mod:`s3uploads`'. Reads of large objects are ranged GETs, each read whole
-within the request deadline, so a slow consumer never holds a request open and memory stays at
-one range per stream.
+is ``If-Match`` on the ETag that :meth:`S3Store.read_versioned` returned (a large file is
+written create-only in parts: :mod:`s3uploads`). Reads of large objects are ranged GETs, each
+read whole within the request deadline, so a slow consumer never holds a request open and memory
+stays at one range per stream.
 
 Every request has a deadline and every failure surfaces as one :class:`StoreError` whose
 one-line message names the key and the cause (:mod:`s3calls`).
